@@ -1,0 +1,251 @@
+#!/usr/bin/python3
+"""Compare spindle core-runtime benchmarks against peer runtimes.
+
+Inputs (any number, in any order; the kind is detected from the content):
+  * Google Benchmark JSON from spindle (--benchmark_format=json or
+    --benchmark_out=FILE).  Benchmarks named BM_<op>[/args...][/real_time]
+    [_mean|_median|...]; ns_per_op = 1e9 / items_per_second, except
+    threadsafe_roundtrip which uses the p50_us user counter * 1000.
+  * JSON Lines from the peers (bench/peers/asyncio_core.py, tokio_core):
+    {"impl": ..., "op": ..., "ns_per_op": ...[, "p50_us", "p99_us", "note"]}
+
+Repeated measurements are reduced with the median.  Output is a Markdown
+table; ratios are peer time / spindle time (how many times faster spindle is).
+
+Usage: bench/compare.py spindle.json peers_asyncio.jsonl peers_tokio.jsonl ...
+Standard library only.
+"""
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from collections import defaultdict
+
+OPS = [
+    "spawn_await",
+    "await_chain",
+    "timer_fire",
+    "threadsafe_throughput",
+    "threadsafe_roundtrip",
+]
+LATENCY_OPS = {"threadsafe_roundtrip"}
+PEERS = ["asyncio", "uvloop", "tokio"]
+RATIO_PEERS = ["asyncio", "tokio"]
+
+_AGG_SUFFIX = re.compile(r"_(mean|median|stddev|cv)$")
+_TIME_UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+
+def warn(msg):
+    print(f"compare.py: warning: {msg}", file=sys.stderr)
+
+
+class Data:
+    """Samples per (impl, op)."""
+
+    def __init__(self):
+        self.ns = defaultdict(list)      # (impl, op) -> [ns_per_op]
+        self.p50 = defaultdict(list)     # (impl, op) -> [us]
+        self.p99 = defaultdict(list)     # (impl, op) -> [us]
+        self.notes = defaultdict(set)    # (impl, op) -> {note}
+        self.fallback = set()            # (impl, op) measured via real_time
+
+    def add(self, impl, op, ns, p50=None, p99=None, note=None):
+        key = (impl, op)
+        self.ns[key].append(float(ns))
+        if p50 is not None:
+            self.p50[key].append(float(p50))
+        if p99 is not None:
+            self.p99[key].append(float(p99))
+        if note:
+            self.notes[key].add(str(note))
+
+    def median(self, table, impl, op):
+        vals = table.get((impl, op))
+        return statistics.median(vals) if vals else None
+
+
+# ---------------------------------------------------------------- spindle ---
+
+def _gbench_op(entry):
+    """'BM_spawn_await/real_time_median' -> 'spawn_await'."""
+    name = entry.get("run_name") or _AGG_SUFFIX.sub("", entry.get("name", ""))
+    base = name.split("/", 1)[0]
+    if base.startswith("BM_"):
+        base = base[3:]
+    return base or None
+
+
+def _gbench_ns(op, entry):
+    """ns per op for one Google Benchmark entry, or None. Returns (ns, is_fallback)."""
+    if op in LATENCY_OPS and isinstance(entry.get("p50_us"), (int, float)):
+        return entry["p50_us"] * 1000.0, False
+    ips = entry.get("items_per_second")
+    if isinstance(ips, (int, float)) and ips > 0:
+        return 1e9 / ips, False
+    rt = entry.get("real_time")
+    unit = _TIME_UNIT_NS.get(entry.get("time_unit", "ns"))
+    if isinstance(rt, (int, float)) and unit is not None:
+        return rt * unit, True  # per iteration, not per item
+    return None, False
+
+
+def load_gbench(doc, path, data):
+    """Prefer raw iteration entries (median taken here); if the file holds only
+    aggregates (--benchmark_report_aggregates_only), use the median aggregate,
+    else the mean aggregate."""
+    per_op = defaultdict(lambda: {"iteration": [], "median": [], "mean": []})
+    for e in doc.get("benchmarks", []):
+        if not isinstance(e, dict) or e.get("error_occurred"):
+            continue
+        op = _gbench_op(e)
+        if not op:
+            continue
+        if e.get("run_type") == "aggregate":
+            kind = e.get("aggregate_name")
+        else:
+            m = _AGG_SUFFIX.search(e.get("name", ""))
+            kind = m.group(1) if m and "run_type" not in e else "iteration"
+        if kind in per_op[op]:
+            per_op[op][kind].append(e)
+    if not per_op:
+        warn(f"{path}: no benchmarks found")
+    for op, kinds in per_op.items():
+        entries = kinds["iteration"] or kinds["median"] or kinds["mean"]
+        for e in entries:
+            ns, fb = _gbench_ns(op, e)
+            if ns is None:
+                warn(f"{path}: {e.get('name')}: no items_per_second/p50_us/real_time")
+                continue
+            if fb:
+                data.fallback.add(("spindle", op))
+            data.add("spindle", op, ns, e.get("p50_us"), e.get("p99_us"))
+
+
+# ------------------------------------------------------------------ peers ---
+
+def load_jsonl(text, path, data):
+    n = 0
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            rec = json.loads(line)
+            impl, op, ns = rec["impl"], rec["op"], rec["ns_per_op"]
+        except (ValueError, KeyError, TypeError) as exc:
+            warn(f"{path}:{lineno}: skipped ({exc})")
+            continue
+        data.add(impl, op, ns, rec.get("p50_us"), rec.get("p99_us"), rec.get("note"))
+        n += 1
+    if n == 0:
+        warn(f"{path}: no peer records found")
+
+
+def load(path, data):
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        warn(f"{path}: {exc}")
+        return
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and "benchmarks" in doc:
+        load_gbench(doc, path, data)
+    elif isinstance(doc, dict) and "impl" in doc:  # single-line JSONL file
+        load_jsonl(text, path, data)
+    else:
+        load_jsonl(text, path, data)
+
+
+# ----------------------------------------------------------------- output ---
+
+def fmt_ns(v):
+    if v is None:
+        return "n/a"
+    if v < 10:
+        return f"{v:.2f}"
+    if v < 1000:
+        return f"{v:.1f}"
+    return f"{v:,.0f}"
+
+
+def fmt_ratio(peer, base):
+    if peer is None or base is None or base <= 0:
+        return "n/a"
+    r = peer / base
+    return f"{r:.2f}x" if r < 100 else f"{r:,.0f}x"
+
+
+def render(data):
+    seen_ops = {op for (_, op) in data.ns}
+    ops = [o for o in OPS if o in seen_ops] + sorted(seen_ops - set(OPS))
+    if not ops:
+        return "(no data)\n"
+    out = []
+    hdr = ["op", "spindle"] + PEERS + [f"{p}/spindle" for p in RATIO_PEERS]
+    out.append("| " + " | ".join(hdr) + " |")
+    out.append("|" + "|".join(["---"] + ["---:"] * (len(hdr) - 1)) + "|")
+    for op in ops:
+        sp = data.median(data.ns, "spindle", op)
+        cell_sp = fmt_ns(sp) + (" †" if ("spindle", op) in data.fallback else "")
+        row = [op, cell_sp]
+        row += [fmt_ns(data.median(data.ns, p, op)) for p in PEERS]
+        row += [fmt_ratio(data.median(data.ns, p, op), sp) for p in RATIO_PEERS]
+        out.append("| " + " | ".join(row) + " |")
+    out.append("")
+    out.append("Times are median ns per op (threadsafe_roundtrip: median p50 latency). "
+               "Ratios are peer/spindle: >1 means spindle is faster.")
+    if data.fallback:
+        out.append("† no items_per_second in the Google Benchmark output; "
+                   "real_time per iteration used instead.")
+
+    lat_ops = [o for o in ops if any(data.p99.get((i, o)) for i in ["spindle"] + PEERS)]
+    if lat_ops:
+        out.append("")
+        out.append("| latency op | impl | p50 µs | p99 µs |")
+        out.append("|---|---|---:|---:|")
+        for op in lat_ops:
+            for impl in ["spindle"] + PEERS:
+                p50 = data.median(data.p50, impl, op)
+                p99 = data.median(data.p99, impl, op)
+                if p50 is None and p99 is None:
+                    continue
+                f = lambda v: "n/a" if v is None else f"{v:.2f}"
+                out.append(f"| {op} | {impl} | {f(p50)} | {f(p99)} |")
+
+    notes = sorted((impl, op, n) for (impl, op), ns in data.notes.items() for n in ns)
+    if notes:
+        out.append("")
+        out.append("Notes:")
+        for impl, op, n in notes:
+            out.append(f"- {impl} {op}: {n}")
+    return "\n".join(out) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="+",
+                    help="Google Benchmark JSON and/or peer JSON Lines files")
+    ap.add_argument("-o", "--output", help="write the Markdown here instead of stdout")
+    args = ap.parse_args()
+
+    data = Data()
+    for path in args.files:
+        load(path, data)
+    md = render(data)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(md)
+    else:
+        sys.stdout.write(md)
+
+
+if __name__ == "__main__":
+    main()

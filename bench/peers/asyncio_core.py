@@ -1,0 +1,222 @@
+#!/usr/bin/python3
+"""asyncio / uvloop peer for spindle's core-runtime benchmarks.
+
+Prints JSON Lines, one per measurement:
+  {"impl": "asyncio"|"uvloop", "op": <op>, "ns_per_op": <float>
+   [, "p50_us": .., "p99_us": ..][, "note": ..]}
+
+Every measurement runs on a fresh event loop.  Timing is taken inside the
+running coroutine with time.perf_counter_ns().
+
+Usage: /usr/bin/python3 asyncio_core.py [--uvloop] [--repeat K] [--ops a,b,...]
+"""
+
+import argparse
+import asyncio
+import json
+import queue
+import sys
+import threading
+import time
+
+SPAWN_AWAIT_N = 200_000
+AWAIT_CHAIN_N = 1_000_000
+TIMER_N = 100_000
+TS_THREADS = 4
+TS_PER_THREAD = 100_000
+RT_N = 10_000
+RT_WARMUP = 100
+
+ALL_OPS = (
+    "spawn_await",
+    "await_chain",
+    "timer_fire",
+    "threadsafe_throughput",
+    "threadsafe_roundtrip",
+)
+
+
+# 1. spawn_await: create a task of an empty coroutine and await it at once.
+async def _empty():
+    pass
+
+
+async def spawn_await():
+    loop = asyncio.get_running_loop()
+    create_task = loop.create_task
+    empty = _empty
+    n = SPAWN_AWAIT_N
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        await create_task(empty())
+    t1 = time.perf_counter_ns()
+    return {"ns_per_op": (t1 - t0) / n}
+
+
+# 2. await_chain: sequential awaits of a coroutine that returns immediately.
+async def _noop(i):
+    return i
+
+
+async def await_chain():
+    noop = _noop
+    n = AWAIT_CHAIN_N
+    acc = 0
+    t0 = time.perf_counter_ns()
+    for i in range(n):
+        acc += await noop(i)
+    t1 = time.perf_counter_ns()
+    assert acc == n * (n - 1) // 2
+    return {"ns_per_op": (t1 - t0) / n}
+
+
+# 3. timer_fire: N call_later timers with delay (i*7919 % 1000) us.
+async def timer_fire():
+    loop = asyncio.get_running_loop()
+    n = TIMER_N
+    done = loop.create_future()
+    remaining = [n]
+
+    def cb():
+        remaining[0] -= 1
+        if remaining[0] == 0:
+            done.set_result(None)
+
+    call_later = loop.call_later
+    t0 = time.perf_counter_ns()
+    for i in range(n):
+        call_later(((i * 7919) % 1000) * 1e-6, cb)
+    await done
+    t1 = time.perf_counter_ns()
+    return {"ns_per_op": (t1 - t0) / n}
+
+
+# 4. threadsafe_throughput: 4 OS threads each post no-op callbacks.
+async def threadsafe_throughput():
+    loop = asyncio.get_running_loop()
+    per = TS_PER_THREAD
+    total = TS_THREADS * per
+    done = loop.create_future()
+    count = [0]
+
+    def cb():
+        count[0] += 1
+        if count[0] == total:
+            done.set_result(None)
+
+    barrier = threading.Barrier(TS_THREADS + 1)
+
+    def poster():
+        post = loop.call_soon_threadsafe
+        barrier.wait()
+        for _ in range(per):
+            post(cb)
+
+    threads = [threading.Thread(target=poster) for _ in range(TS_THREADS)]
+    for t in threads:
+        t.start()
+    barrier.wait()  # blocks the loop thread only until all posters are ready
+    t0 = time.perf_counter_ns()
+    await done
+    t1 = time.perf_counter_ns()
+    for t in threads:
+        t.join()
+    res = {"ns_per_op": (t1 - t0) / total}
+    if total != 400_000:
+        res["note"] = f"reduced to {TS_THREADS}x{per} callbacks"
+    return res
+
+
+def _pct(sorted_vals, q):
+    return sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))]
+
+
+# 5. threadsafe_roundtrip: foreign thread posts a callback that releases it.
+async def threadsafe_roundtrip():
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def foreign():
+        q = queue.SimpleQueue()
+        put = q.put
+        get = q.get
+        post = loop.call_soon_threadsafe
+        clock = time.perf_counter_ns
+        lat = []
+        try:
+            for i in range(RT_WARMUP + RT_N):
+                t0 = clock()
+                post(put, None)
+                get()
+                t1 = clock()
+                if i >= RT_WARMUP:
+                    lat.append(t1 - t0)
+            loop.call_soon_threadsafe(done.set_result, lat)
+        except BaseException as e:  # surface errors in the loop thread
+            loop.call_soon_threadsafe(done.set_exception, e)
+
+    t = threading.Thread(target=foreign)
+    t.start()
+    lat = await done
+    t.join()
+    lat.sort()
+    p50 = _pct(lat, 0.50)
+    p99 = _pct(lat, 0.99)
+    return {
+        "ns_per_op": float(p50),
+        "p50_us": p50 / 1e3,
+        "p99_us": p99 / 1e3,
+        "note": "call_soon_threadsafe(SimpleQueue.put) + blocking SimpleQueue.get on the foreign thread",
+    }
+
+
+OPS = {
+    "spawn_await": spawn_await,
+    "await_chain": await_chain,
+    "timer_fire": timer_fire,
+    "threadsafe_throughput": threadsafe_throughput,
+    "threadsafe_roundtrip": threadsafe_roundtrip,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--uvloop", action="store_true", help="use uvloop's event loop")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per op (each printed)")
+    ap.add_argument("--ops", default=",".join(ALL_OPS),
+                    help="comma-separated subset of: " + ",".join(ALL_OPS))
+    args = ap.parse_args()
+
+    ops = [o for o in args.ops.split(",") if o]
+    for o in ops:
+        if o not in OPS:
+            ap.error(f"unknown op: {o}")
+
+    if args.uvloop:
+        try:
+            import uvloop
+        except ImportError as e:
+            sys.exit(f"--uvloop requested but uvloop is not importable: {e}")
+        new_loop = uvloop.new_event_loop
+        impl = "uvloop"
+    else:
+        new_loop = asyncio.new_event_loop
+        impl = "asyncio"
+
+    for op in ops:
+        for _ in range(args.repeat):
+            loop = new_loop()
+            try:
+                asyncio.set_event_loop(loop)
+                res = loop.run_until_complete(OPS[op]())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+            rec = {"impl": impl, "op": op, "ns_per_op": res.pop("ns_per_op")}
+            rec.update(res)
+            print(json.dumps(rec), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+//! Tokio peer for spindle's core-runtime benchmarks.
+//!
+//! Prints JSON Lines, one per measurement:
+//!   {"impl": "tokio", "op": <op>, "ns_per_op": <float>[, "p50_us": .., "p99_us": ..][, "note": ..]}
+//!
+//! Every measurement uses a fresh `current_thread` runtime (the runtime thread
+//! is "the loop"; foreign threads are plain std::threads).
+//!
+//! Usage: tokio_core [--repeat K] [--ops op1,op2,...]
+
+use std::hint::black_box;
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use tokio::runtime::{Builder, Handle, Runtime};
+use tokio::sync::{oneshot, Notify};
+
+const SPAWN_AWAIT_N: u64 = 1_000_000;
+const AWAIT_CHAIN_N: u64 = 1_000_000;
+const TIMER_N: usize = 100_000;
+const TS_THREADS: usize = 4;
+const TS_PER_THREAD: usize = 100_000;
+const RT_N: usize = 10_000;
+const RT_WARMUP: usize = 100;
+
+const ALL_OPS: &[&str] = &[
+    "spawn_await",
+    "await_chain",
+    "timer_fire",
+    "threadsafe_throughput",
+    "threadsafe_roundtrip",
+];
+
+struct Result {
+    ns_per_op: f64,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    note: Option<&'static str>,
+}
+
+impl Result {
+    fn plain(ns_per_op: f64) -> Self {
+        Result { ns_per_op, p50_us: None, p99_us: None, note: None }
+    }
+}
+
+fn runtime() -> Runtime {
+    Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build current_thread runtime")
+}
+
+/// Run `fut` as a spawned task on a fresh current_thread runtime.
+///
+/// The benchmark body deliberately runs in a task rather than directly in the
+/// `block_on` future: in tokio 1.x waking the `block_on` future goes through
+/// the driver's unpark (an eventfd write + epoll_wait round trip when the I/O
+/// driver is enabled), whereas waking a task is a plain run-queue push.  This
+/// mirrors asyncio, where run_until_complete() also runs the coroutine as a Task.
+fn run_in_task<F>(fut: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let rt = runtime();
+    let out = rt.block_on(async move { tokio::spawn(fut).await.expect("benchmark task panicked") });
+    drop(rt);
+    out
+}
+
+fn ns(d: Duration) -> f64 {
+    d.as_nanos() as f64
+}
+
+// 1. spawn_await: spawn an empty task and immediately await its JoinHandle.
+fn spawn_await() -> Result {
+    let el = run_in_task(async {
+        let t0 = Instant::now();
+        for _ in 0..SPAWN_AWAIT_N {
+            tokio::spawn(async {}).await.unwrap();
+        }
+        t0.elapsed()
+    });
+    Result::plain(ns(el) / SPAWN_AWAIT_N as f64)
+}
+
+// 2. await_chain: sequential awaits of an async fn that returns immediately.
+async fn noop(i: u64) -> u64 {
+    black_box(i)
+}
+
+fn await_chain() -> Result {
+    let el = run_in_task(async {
+        let mut acc: u64 = 0;
+        let t0 = Instant::now();
+        for i in 0..AWAIT_CHAIN_N {
+            acc = acc.wrapping_add(noop(black_box(i)).await);
+        }
+        let el = t0.elapsed();
+        black_box(acc);
+        el
+    });
+    Result::plain(ns(el) / AWAIT_CHAIN_N as f64)
+}
+
+// 3. timer_fire: 100k timers, delay (i*7919 % 1000) us; one spawned task per timer.
+fn timer_fire() -> Result {
+    let el = run_in_task(async {
+        let remaining: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(TIMER_N)));
+        let done: &'static Notify = Box::leak(Box::new(Notify::new()));
+        let t0 = Instant::now();
+        for i in 0..TIMER_N {
+            let d = Duration::from_micros(((i * 7919) % 1000) as u64);
+            tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                if remaining.fetch_sub(1, Ordering::Relaxed) == 1 {
+                    done.notify_one();
+                }
+            });
+        }
+        done.notified().await;
+        t0.elapsed()
+    });
+    Result {
+        note: Some(
+            "one tokio::spawn per timer (task + sleep); tokio timer wheel has 1 ms granularity, so sub-ms delays round up to 1 ms",
+        ),
+        ..Result::plain(ns(el) / TIMER_N as f64)
+    }
+}
+
+// 4. threadsafe_throughput: 4 std::threads each Handle::spawn 100k no-op tasks.
+fn threadsafe_throughput() -> Result {
+    let total = TS_THREADS * TS_PER_THREAD;
+    let el = run_in_task(async move {
+        let handle = Handle::current();
+        let counter: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+        let done: &'static Notify = Box::leak(Box::new(Notify::new()));
+        let barrier = Arc::new(Barrier::new(TS_THREADS + 1));
+        let threads: Vec<_> = (0..TS_THREADS)
+            .map(|_| {
+                let h = handle.clone();
+                let b = barrier.clone();
+                std::thread::spawn(move || {
+                    b.wait();
+                    for _ in 0..TS_PER_THREAD {
+                        h.spawn(async move {
+                            // Only the runtime thread touches the counter.
+                            if counter.fetch_add(1, Ordering::Relaxed) + 1 == total {
+                                done.notify_one();
+                            }
+                        });
+                    }
+                })
+            })
+            .collect();
+        // Blocks the runtime thread only until all posters are ready.
+        barrier.wait();
+        let t0 = Instant::now();
+        done.notified().await;
+        let el = t0.elapsed();
+        for t in threads {
+            t.join().unwrap();
+        }
+        el
+    });
+    Result {
+        note: Some("Handle::spawn of a no-op task from 4 std::threads (not an mpsc channel)"),
+        ..Result::plain(ns(el) / total as f64)
+    }
+}
+
+fn percentile(sorted: &[u64], q: f64) -> u64 {
+    let idx = ((q * sorted.len() as f64) as usize).min(sorted.len() - 1);
+    sorted[idx]
+}
+
+// 5. threadsafe_roundtrip: foreign thread posts a task that signals it; it blocks until then.
+fn threadsafe_roundtrip() -> Result {
+    let mut lat = run_in_task(async {
+        let handle = Handle::current();
+        let (res_tx, res_rx) = oneshot::channel::<Vec<u64>>();
+        let t = std::thread::spawn(move || {
+            let (tx, rx) = mpsc::channel::<()>();
+            let mut lat = Vec::with_capacity(RT_N);
+            for i in 0..(RT_WARMUP + RT_N) {
+                let tx2 = tx.clone();
+                let t0 = Instant::now();
+                handle.spawn(async move {
+                    let _ = tx2.send(());
+                });
+                rx.recv().unwrap();
+                let el = t0.elapsed();
+                if i >= RT_WARMUP {
+                    lat.push(el.as_nanos() as u64);
+                }
+            }
+            let _ = res_tx.send(lat);
+        });
+        let lat = res_rx.await.unwrap();
+        t.join().unwrap();
+        lat
+    });
+    lat.sort_unstable();
+    let p50 = percentile(&lat, 0.50);
+    let p99 = percentile(&lat, 0.99);
+    Result {
+        ns_per_op: p50 as f64,
+        p50_us: Some(p50 as f64 / 1e3),
+        p99_us: Some(p99 as f64 / 1e3),
+        note: Some("Handle::spawn(task doing std mpsc send) + blocking recv on the foreign thread"),
+    }
+}
+
+fn run(op: &str) -> Result {
+    match op {
+        "spawn_await" => spawn_await(),
+        "await_chain" => await_chain(),
+        "timer_fire" => timer_fire(),
+        "threadsafe_throughput" => threadsafe_throughput(),
+        "threadsafe_roundtrip" => threadsafe_roundtrip(),
+        _ => unreachable!(),
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: tokio_core [--repeat K] [--ops {}]", ALL_OPS.join(","));
+    std::process::exit(2);
+}
+
+fn main() {
+    let mut repeat: usize = 1;
+    let mut ops: Vec<String> = ALL_OPS.iter().map(|s| s.to_string()).collect();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--repeat" => {
+                repeat = args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage());
+            }
+            "--ops" => {
+                let v = args.next().unwrap_or_else(|| usage());
+                ops = v.split(',').filter(|s| !s.is_empty()).map(|s| s.to_string()).collect();
+                if let Some(bad) = ops.iter().find(|o| !ALL_OPS.contains(&o.as_str())) {
+                    eprintln!("unknown op: {bad}");
+                    usage();
+                }
+            }
+            "-h" | "--help" => usage(),
+            _ => usage(),
+        }
+    }
+    let stdout = std::io::stdout();
+    for op in &ops {
+        for _ in 0..repeat {
+            let r = run(op);
+            let mut line = format!(
+                "{{\"impl\": \"tokio\", \"op\": \"{}\", \"ns_per_op\": {:.3}",
+                op, r.ns_per_op
+            );
+            if let (Some(p50), Some(p99)) = (r.p50_us, r.p99_us) {
+                line.push_str(&format!(", \"p50_us\": {:.3}, \"p99_us\": {:.3}", p50, p99));
+            }
+            if let Some(n) = r.note {
+                line.push_str(&format!(", \"note\": \"{}\"", n));
+            }
+            line.push('}');
+            let mut out = stdout.lock();
+            writeln!(out, "{line}").unwrap();
+            out.flush().unwrap();
+        }
+    }
+}

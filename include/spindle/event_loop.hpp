@@ -1,0 +1,238 @@
+#pragma once
+/// \file
+/// event_loop: a single-threaded scheduler with an epoll reactor, a ready
+/// queue, timers and one thread-safe door (call_soon_threadsafe).
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <source_location>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "spindle/clock.hpp"
+#include "spindle/diagnostics.hpp"
+#include "spindle/error.hpp"
+#include "spindle/task.hpp"
+#include "spindle/detail/callback.hpp"
+#include "spindle/detail/task_node.hpp"
+#include "spindle/detail/timer_heap.hpp"
+#include "spindle/detail/typed_task_node.hpp"
+
+namespace spindle {
+
+template <class T>
+class join_handle;
+class timer_handle;
+class async_fd;
+
+/// Counters of one loop, read on its owner thread (statistics()).
+struct loop_statistics {
+  std::string name;
+  std::uint64_t tasks_alive = 0;
+  std::uint64_t tasks_spawned = 0;
+  std::uint64_t tasks_completed = 0;  ///< finished with a value
+  std::uint64_t tasks_failed = 0;     ///< finished with an exception other than cancelled
+  std::uint64_t tasks_cancelled = 0;  ///< finished with cancelled_error
+  std::uint64_t ready_depth = 0;      ///< entries in the ready queue now
+  std::uint64_t timers = 0;           ///< timers queued now
+  std::uint64_t io_registrations = 0;  ///< fds registered with the reactor now
+  std::uint64_t steps = 0;            ///< ready entries run (task resumptions and callbacks)
+  std::uint64_t iterations = 0;       ///< turns of the loop
+  std::uint64_t polls = 0;            ///< epoll_wait calls
+  std::uint64_t threadsafe_calls = 0;  ///< callbacks received through call_soon_threadsafe
+};
+
+namespace detail {
+struct loop_access;
+class waker;
+}  // namespace detail
+
+/// A single-threaded event loop.
+///
+/// The loop belongs to the thread that constructed it. Every method that is
+/// not marked thread-safe checks the calling thread — in every build — and
+/// throws wrong_thread_error naming both threads. Running a loop that is
+/// already running, or running a loop inside another running loop on the
+/// same thread, throws loop_running_error.
+///
+/// **Thread safety:** distinct loops: safe. One loop: only
+/// call_soon_threadsafe(), stop(), is_running(), name() and owner_thread()
+/// may be called from other threads.
+/// **Cancellation:** run() cancels the tasks still alive when its main task
+/// finishes, and waits up to options::shutdown_grace for them to end.
+class event_loop {
+ public:
+  struct options {
+    std::string name = "loop";
+    /// Time source; null means the steady clock. Must outlive the loop.
+    spindle::clock* clock = nullptr;
+    /// How long run() waits for cancelled leftover tasks before reporting
+    /// them as abandoned (measured on the steady clock).
+    duration shutdown_grace = std::chrono::seconds(5);
+  };
+
+  event_loop();
+  explicit event_loop(options opts);
+  ~event_loop();
+  event_loop(const event_loop&) = delete;
+  event_loop& operator=(const event_loop&) = delete;
+
+  /// Runs `main` to completion and returns its value or rethrows its
+  /// exception (like asyncio.run). Tasks still alive afterwards are
+  /// cancelled and given shutdown_grace to finish. If stop() is called
+  /// before `main` finishes, `main` is cancelled too and run() throws
+  /// shutdown_error.
+  template <class T>
+  T run(task<T> main, std::string name = "main",
+        std::source_location where = std::source_location::current());
+
+  /// Runs until stop() is called.
+  void run_forever();
+
+  /// Asks the loop to return from run()/run_forever() after the current
+  /// step. **Thread-safe.**
+  void stop() noexcept;
+
+  /// Starts `t` as a new task on this loop and returns a handle that can be
+  /// awaited (for the value or exception) or cancelled. Tasks run in the
+  /// order they were spawned. The name (or, without one, the call site)
+  /// identifies the task in diagnostics.
+  template <class T>
+  [[nodiscard]] join_handle<T> spawn(task<T> t, std::string name = {},
+                                     std::source_location where = std::source_location::current());
+
+  /// Starts `t` with nobody to await it. A failure is reported through the
+  /// diagnostic handler. Detached work must be named.
+  template <class T>
+  void spawn_detached(task<T> t, std::string name,
+                      std::source_location where = std::source_location::current());
+
+  /// Runs `fn()` on the loop soon, after the entries already ready.
+  template <class F>
+  void call_soon(F&& fn);
+
+  /// Runs `fn()` after `delay` (on the loop's clock).
+  template <class F>
+  timer_handle call_later(duration delay, F&& fn);
+
+  /// Runs `fn()` at `when` (on the loop's clock).
+  template <class F>
+  timer_handle call_at(time_point when, F&& fn);
+
+  /// Queues `fn()` to run on the loop. **Thread-safe**, lock-free, and
+  /// callable before the loop runs; it wakes the loop if it is waiting.
+  /// Callbacks still queued when the loop is destroyed are destroyed
+  /// without running (and counted in a dropped_callback report).
+  template <class F>
+  void call_soon_threadsafe(F&& fn);
+
+  /// The loop's current time.
+  [[nodiscard]] time_point now() const noexcept {
+    return clock_ != nullptr ? clock_->now() : steady_clock{}.now();
+  }
+
+  [[nodiscard]] bool is_running() const noexcept { return running_.load(std::memory_order_acquire); }
+  [[nodiscard]] const std::string& name() const noexcept { return opts_.name; }
+  [[nodiscard]] std::thread::id owner_thread() const noexcept { return owner_; }
+  [[nodiscard]] loop_statistics statistics() const;
+
+  /// Replaces where diagnostics go (default: one line on stderr).
+  void set_diagnostic_handler(diagnostic_handler handler);
+  /// Sends a diagnostic to the handler; never throws.
+  void report(const diagnostic& d) noexcept;
+
+  /// The loop running on the calling thread, or null.
+  [[nodiscard]] static event_loop* current() noexcept;
+
+ private:
+  friend struct detail::loop_access;
+  friend class detail::task_node;
+  friend class async_fd;
+
+  void check_owner(const char* method) const {
+    if (std::this_thread::get_id() != owner_) [[unlikely]]
+      throw_wrong_thread(method);
+  }
+  [[noreturn]] void throw_wrong_thread(const char* method) const;
+
+  // Ready queue (intrusive FIFO).
+  void schedule(detail::ready_node* n) noexcept {
+    n->next_ready = nullptr;
+    if (tail_ != nullptr) {
+      tail_->next_ready = n;
+    } else {
+      head_ = n;
+    }
+    tail_ = n;
+    ++ready_size_;
+  }
+  detail::ready_node* pop_ready() noexcept {
+    detail::ready_node* n = head_;
+    head_ = n->next_ready;
+    if (head_ == nullptr) tail_ = nullptr;
+    --ready_size_;
+    return n;
+  }
+
+  void add_task(detail::task_node* n);
+  void on_task_done(detail::task_node* n) noexcept;
+  void post_remote(detail::ready_node* n) noexcept;
+  void drain_remote() noexcept;
+  void add_timer(detail::timer_entry* e, time_point when);
+  void remove_timer(detail::timer_entry* e) noexcept { timers_.erase(e); }
+
+  void enter_run(const char* method);
+  void leave_run() noexcept;
+  // One turn: inbox, I/O poll, timers, a batch of ready entries.
+  // `max_block_ms` caps how long it may wait for I/O (-1: no cap).
+  void run_once(int max_block_ms = -1);
+  void poll_io(int timeout_ms);
+  void fire_timers();
+  // Milliseconds to wait in epoll; -1 forever; -2 "manual clock, timer in
+  // the future" (run_once decides).
+  int compute_timeout(int cap);
+  int compute_timeout_uncapped();
+  // Cancels every live task and runs until they end or the grace expires.
+  void shutdown_tasks();
+  // Drives run(): until `main` is done or stop(), then shutdown_tasks().
+  // Returns true when stop() came before `main` finished.
+  bool run_main(detail::task_node* main);
+
+  options opts_;
+  spindle::clock* clock_;
+  std::thread::id owner_;
+  std::string owner_desc_;  // "thread <tid> (<name>)" of the owner, for errors
+
+  detail::ready_node* head_ = nullptr;
+  detail::ready_node* tail_ = nullptr;
+  std::size_t ready_size_ = 0;
+
+  detail::timer_heap timers_;
+
+  int epoll_fd_ = -1;
+  std::shared_ptr<detail::waker> waker_;  // eventfd; shared with manual clocks' wake callbacks
+  std::size_t clock_subscription_ = 0;
+  std::size_t io_registrations_ = 0;
+
+  // The thread-safe inbox: a lock-free stack of callback nodes (any thread
+  // pushes; the loop takes the whole stack with one exchange and reverses it).
+  std::atomic<detail::ready_node*> inbox_{nullptr};
+  std::atomic<std::uint64_t> threadsafe_calls_{0};
+
+  detail::task_node* live_head_ = nullptr;
+  std::uint64_t next_task_id_ = 1;
+  loop_statistics stats_;
+  unsigned since_poll_ = 0;
+  bool shutting_down_ = false;
+
+  std::atomic<bool> running_{false};
+  std::atomic<bool> stop_requested_{false};
+  diagnostic_handler diag_;
+};
+
+}  // namespace spindle
+
+#include "spindle/impl/event_loop.hpp"

@@ -1,0 +1,414 @@
+// event_loop: the run loop, the reactor, timers and the thread-safe inbox.
+//
+// One turn of the loop (run_once):
+//   1. Take the thread-safe inbox (one atomic exchange) into the ready queue.
+//   2. Poll epoll: blocking until the next timer when nothing is ready,
+//      otherwise without blocking, once every `poll_interval` steps, so I/O
+//      is never starved by a busy ready queue and costs no syscall per step.
+//   3. Fire expired timers (they only move entries to the ready queue).
+//   4. Run at most `batch` ready entries.
+//
+// Shutdown (shutdown_tasks), in order:
+//   1. Mark the loop as shutting down: tasks spawned from now on never start.
+//   2. Request cancellation of every live task.
+//   3. Turn the loop until no task is alive or the grace period ends.
+//   4. Report every task still alive as abandoned (it is left suspended: its
+//      frame may be registered with code outside the loop's knowledge).
+
+#include "spindle/event_loop.hpp"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+
+#include "detail/thread_name.hpp"
+#include "spindle/async_fd.hpp"
+
+namespace spindle {
+
+namespace detail {
+
+thread_local thread_context tls_context;
+
+/// The loop's wake-up: an eventfd written at most once per sleep.
+class waker {
+ public:
+  waker() : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    if (fd_ < 0) throw system_error("eventfd", errno);
+  }
+  ~waker() { ::close(fd_); }
+  waker(const waker&) = delete;
+  waker& operator=(const waker&) = delete;
+
+  [[nodiscard]] int fd() const noexcept { return fd_; }
+
+  // seq_cst on `pending_` and on the inbox (see post_remote/drain): a
+  // producer that finds `pending_` already set is ordered before the loop's
+  // reset, so the loop's drain after the reset sees its callback.
+  void wake() noexcept {
+    if (!pending_.exchange(true, std::memory_order_seq_cst)) {
+      std::uint64_t one = 1;
+      // EAGAIN only if the counter would overflow: the fd is readable then.
+      [[maybe_unused]] ssize_t r = ::write(fd_, &one, sizeof one);
+    }
+  }
+  void consume() noexcept {
+    std::uint64_t value = 0;
+    [[maybe_unused]] ssize_t r = ::read(fd_, &value, sizeof value);
+    pending_.store(false, std::memory_order_seq_cst);
+  }
+
+ private:
+  int fd_;
+  std::atomic<bool> pending_{false};
+};
+
+task_node& current_task(const char* what) {
+  task_node* t = tls_context.task;
+  if (t == nullptr) [[unlikely]] {
+    throw usage_error(std::string(what) +
+                      " must be awaited inside a task running on an event_loop (no task is running on " +
+                      describe_current_thread() + ")");
+  }
+  return *t;
+}
+
+bool is_cancellation(const std::exception_ptr& e) noexcept {
+  if (!e) return false;
+  try {
+    std::rethrow_exception(e);
+  } catch (const cancelled_error&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+}  // namespace detail
+
+namespace {
+// Steps between non-blocking I/O polls while the ready queue never empties
+// (Tokio uses 61; what matters is amortising the syscall over many steps).
+constexpr unsigned poll_interval = 64;
+// Ready entries run per turn, so that timers and the inbox get a look-in.
+constexpr std::size_t batch = 256;
+constexpr int max_events = 256;
+}  // namespace
+
+event_loop::event_loop() : event_loop(options{}) {}
+
+event_loop::event_loop(options opts)
+    : opts_(std::move(opts)),
+      clock_(opts_.clock),
+      owner_(std::this_thread::get_id()),
+      owner_desc_(detail::describe_current_thread()),
+      waker_(std::make_shared<detail::waker>()),
+      diag_(&write_to_stderr) {
+  stats_.name = opts_.name;
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) throw system_error("epoll_create1", errno);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;  // null marks the waker
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, waker_->fd(), &ev) != 0) {
+    int e = errno;
+    ::close(epoll_fd_);
+    throw system_error("epoll_ctl(ADD eventfd)", e);
+  }
+  if (clock_ != nullptr && clock_->is_manual()) {
+    // The callback holds the waker, not the loop: it stays valid if the
+    // clock outlives the loop or advances concurrently with destruction.
+    clock_subscription_ = clock_->subscribe([w = waker_] { w->wake(); });
+  }
+}
+
+event_loop::~event_loop() {
+  if (std::this_thread::get_id() != owner_) {
+    std::fprintf(stderr, "spindle: event_loop '%s' owned by %s destroyed from %s; aborting\n",
+                 opts_.name.c_str(), owner_desc_.c_str(), detail::describe_current_thread().c_str());
+    std::abort();
+  }
+  if (live_head_ != nullptr && !running_.load(std::memory_order_relaxed) &&
+      detail::tls_context.loop == nullptr) {
+    running_.store(true, std::memory_order_release);
+    detail::tls_context.loop = this;
+    shutdown_tasks();
+    detail::tls_context.loop = nullptr;
+    running_.store(false, std::memory_order_release);
+  }
+  if (clock_subscription_ != 0) clock_->unsubscribe(clock_subscription_);
+
+  // Whatever is still queued will never run: say so, then free it.
+  std::size_t dropped = 0;
+  for (detail::timer_entry* e : timers_.take_all()) {
+    if (e->dispose != nullptr) {
+      e->dispose(e);
+      ++dropped;
+    }
+  }
+  drain_remote();
+  while (head_ != nullptr) {
+    detail::ready_node* n = pop_ready();
+    // Tasks (drop == null) were handled by shutdown_tasks.
+    if (n->drop != nullptr) {
+      n->drop(n);
+      ++dropped;
+    }
+  }
+  if (dropped != 0) {
+    report({diagnostic::kind::dropped_callback, opts_.name, {}, {},
+            std::to_string(dropped) + " callback(s) destroyed without running", nullptr});
+  }
+  for (detail::task_node* t = live_head_; t != nullptr; t = t->live_next) {
+    // Abandoned tasks were reported by shutdown_tasks; they keep their frames
+    // (leaked on purpose: see the shutdown steps above).
+    t->live_prev = nullptr;
+  }
+  ::close(epoll_fd_);
+}
+
+void event_loop::throw_wrong_thread(const char* method) const {
+  throw wrong_thread_error("event_loop '" + opts_.name + "' belongs to " + owner_desc_ + " but " +
+                           method + " was called from " + detail::describe_current_thread() +
+                           "; use call_soon_threadsafe() or a portal to reach a loop from another thread");
+}
+
+event_loop* event_loop::current() noexcept { return detail::tls_context.loop; }
+
+void event_loop::stop() noexcept {
+  stop_requested_.store(true, std::memory_order_release);
+  waker_->wake();
+}
+
+void event_loop::set_diagnostic_handler(diagnostic_handler handler) {
+  check_owner("set_diagnostic_handler");
+  diag_ = handler ? std::move(handler) : diagnostic_handler(&write_to_stderr);
+}
+
+void event_loop::report(const diagnostic& d) noexcept {
+  try {
+    diag_(d);
+  } catch (...) {
+    write_to_stderr(d);
+  }
+}
+
+loop_statistics event_loop::statistics() const {
+  check_owner("statistics");
+  loop_statistics s = stats_;
+  s.ready_depth = ready_size_;
+  s.timers = timers_.size();
+  s.io_registrations = io_registrations_;
+  s.threadsafe_calls = threadsafe_calls_.load(std::memory_order_relaxed);
+  return s;
+}
+
+void event_loop::enter_run(const char* method) {
+  check_owner(method);
+  if (running_.load(std::memory_order_relaxed)) {
+    throw loop_running_error("event_loop '" + opts_.name + "' is already running (" + method +
+                             " called from inside it); await the task instead");
+  }
+  if (event_loop* other = detail::tls_context.loop; other != nullptr) {
+    throw loop_running_error("cannot run event_loop '" + opts_.name + "': event_loop '" + other->name() +
+                             "' is already running on " + detail::describe_current_thread());
+  }
+  running_.store(true, std::memory_order_release);
+  detail::tls_context.loop = this;
+}
+
+void event_loop::leave_run() noexcept {
+  detail::tls_context = {};
+  stop_requested_.store(false, std::memory_order_relaxed);
+  running_.store(false, std::memory_order_release);
+}
+
+void event_loop::run_forever() {
+  enter_run("run_forever");
+  struct leave_guard {
+    event_loop* loop;
+    ~leave_guard() { loop->leave_run(); }
+  } guard{this};
+  while (!stop_requested_.load(std::memory_order_acquire)) run_once();
+}
+
+bool event_loop::run_main(detail::task_node* main) {
+  while (!main->done() && !stop_requested_.load(std::memory_order_acquire)) run_once();
+  const bool stopped_early = !main->done();
+  shutdown_tasks();
+  return stopped_early;
+}
+
+void event_loop::add_task(detail::task_node* n) {
+  n->id_ = next_task_id_++;
+  n->live_next = live_head_;
+  if (live_head_ != nullptr) live_head_->live_prev = n;
+  live_head_ = n;
+  ++stats_.tasks_spawned;
+  ++stats_.tasks_alive;
+  // During shutdown, new tasks are cancelled before they start.
+  if (shutting_down_) n->cancel_requested_ = true;
+}
+
+void event_loop::on_task_done(detail::task_node* n) noexcept {
+  if (n->live_prev != nullptr) {
+    n->live_prev->live_next = n->live_next;
+  } else {
+    live_head_ = n->live_next;
+  }
+  if (n->live_next != nullptr) n->live_next->live_prev = n->live_prev;
+  n->live_prev = n->live_next = nullptr;
+  --stats_.tasks_alive;
+  const std::exception_ptr& e = n->exception();
+  if (!e) {
+    ++stats_.tasks_completed;
+  } else if (detail::is_cancellation(e)) {
+    ++stats_.tasks_cancelled;
+  } else {
+    ++stats_.tasks_failed;
+  }
+}
+
+void event_loop::post_remote(detail::ready_node* n) noexcept {
+  detail::ready_node* head = inbox_.load(std::memory_order_relaxed);
+  do {
+    n->next_ready = head;
+    // seq_cst: see waker::wake. The push must be ordered before the wake-up
+    // check that follows it.
+  } while (!inbox_.compare_exchange_weak(head, n, std::memory_order_seq_cst, std::memory_order_relaxed));
+  threadsafe_calls_.fetch_add(1, std::memory_order_relaxed);
+  waker_->wake();
+}
+
+void event_loop::drain_remote() noexcept {
+  // seq_cst: pairs with post_remote and waker::consume (see waker::wake).
+  detail::ready_node* n = inbox_.exchange(nullptr, std::memory_order_seq_cst);
+  // The inbox is a stack: reverse it so callbacks run in the order posted
+  // (per producer thread).
+  detail::ready_node* reversed = nullptr;
+  while (n != nullptr) {
+    detail::ready_node* next = n->next_ready;
+    n->next_ready = reversed;
+    reversed = n;
+    n = next;
+  }
+  while (reversed != nullptr) {
+    detail::ready_node* next = reversed->next_ready;
+    schedule(reversed);
+    reversed = next;
+  }
+}
+
+void event_loop::add_timer(detail::timer_entry* e, time_point when) {
+  e->deadline = when;
+  timers_.push(e);
+}
+
+void event_loop::fire_timers() {
+  const time_point now_tp = now();
+  while (detail::timer_entry* t = timers_.top()) {
+    if (t->deadline > now_tp) break;
+    timers_.pop();
+    t->fire(t);
+  }
+}
+
+int event_loop::compute_timeout(int cap) {
+  int t = compute_timeout_uncapped();
+  if (cap >= 0 && (t == -1 || t > cap)) t = cap;
+  return t;
+}
+
+int event_loop::compute_timeout_uncapped() {
+  if (ready_size_ != 0 || inbox_.load(std::memory_order_relaxed) != nullptr ||
+      stop_requested_.load(std::memory_order_relaxed)) {
+    return 0;
+  }
+  detail::timer_entry* t = timers_.top();
+  if (t == nullptr) return -1;
+  const time_point now_tp = now();
+  if (t->deadline <= now_tp) return 0;
+  if (clock_ != nullptr && clock_->is_manual()) return -2;  // see run_once
+  auto left = t->deadline - now_tp;
+  // Round up: waking before the deadline would only spin.
+  auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+  return ms > 1'000'000 ? 1'000'000 : static_cast<int>(ms);
+}
+
+void event_loop::poll_io(int timeout_ms) {
+  epoll_event events[max_events];
+  ++stats_.polls;
+  since_poll_ = 0;
+  int n = ::epoll_wait(epoll_fd_, events, max_events, timeout_ms);
+  if (n < 0) {
+    if (errno == EINTR) return;
+    throw system_error("epoll_wait", errno);
+  }
+  bool woken = false;
+  for (int i = 0; i < n; ++i) {
+    void* p = events[i].data.ptr;
+    if (p == nullptr) {
+      woken = true;
+    } else {
+      static_cast<async_fd*>(p)->on_events(events[i].events);
+    }
+  }
+  if (woken) waker_->consume();
+  // Drain after consuming the wake-up (see waker::wake for why the order matters).
+  drain_remote();
+}
+
+void event_loop::run_once(int max_block_ms) {
+  ++stats_.iterations;
+  if (inbox_.load(std::memory_order_relaxed) != nullptr) drain_remote();
+  if (ready_size_ == 0) {
+    int timeout = compute_timeout(max_block_ms);
+    if (timeout == -2) {
+      // Manual clock with a future timer: look at I/O without blocking; if
+      // still idle, an auto-advancing clock jumps to the timer, otherwise we
+      // wait for I/O, a threadsafe call or the clock's wake-up.
+      poll_io(0);
+      if (ready_size_ == 0 && !stop_requested_.load(std::memory_order_relaxed)) {
+        detail::timer_entry* t = timers_.top();
+        if (t != nullptr && t->deadline > now() && !clock_->advance_idle(t->deadline)) poll_io(max_block_ms);
+      }
+    } else {
+      poll_io(timeout);
+    }
+  } else if (since_poll_ >= poll_interval) {
+    poll_io(0);
+  }
+  if (!timers_.empty()) fire_timers();
+  std::size_t n = ready_size_ < batch ? ready_size_ : batch;
+  since_poll_ += static_cast<unsigned>(n);
+  stats_.steps += n;
+  while (n-- != 0) {
+    detail::ready_node* r = pop_ready();
+    r->run_ready(r);
+  }
+}
+
+void event_loop::shutdown_tasks() {
+  if (live_head_ == nullptr) return;
+  shutting_down_ = true;
+  // A stop() that ended the main phase must not end the shutdown phase.
+  stop_requested_.store(false, std::memory_order_relaxed);
+  for (detail::task_node* t = live_head_; t != nullptr; t = t->live_next) t->request_cancel();
+  const auto grace_end = std::chrono::steady_clock::now() + opts_.shutdown_grace;
+  for (;;) {
+    auto left = grace_end - std::chrono::steady_clock::now();
+    if (live_head_ == nullptr || left <= duration::zero()) break;
+    run_once(static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count()));
+  }
+  for (detail::task_node* t = live_head_; t != nullptr; t = t->live_next) {
+    report({diagnostic::kind::abandoned_task, opts_.name, t->name(), t->where(),
+            "did not finish within the shutdown grace period after cancellation", nullptr});
+  }
+  shutting_down_ = false;
+}
+
+}  // namespace spindle

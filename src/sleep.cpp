@@ -1,0 +1,36 @@
+#include "spindle/sleep.hpp"
+
+#include "detail/loop_access.hpp"
+#include "spindle/event_loop.hpp"
+
+namespace spindle::detail {
+
+bool sleep_awaiter::await_suspend(std::coroutine_handle<> h) {
+  task_node& t = current_task("sleep_for/sleep_until");
+  if (t.cancel_requested()) {
+    cancelled_ = true;
+    return false;
+  }
+  task_ = &t;
+  on_cancel = &on_cancel_hook;
+  fire = &on_timer;
+  event_loop& loop = t.loop();
+  loop_access::add_timer(loop, this, relative_ ? loop.now() + delay_ : until_);
+  t.suspend(h, this);
+  return true;
+}
+
+void sleep_awaiter::await_resume() const {
+  if (cancelled_) throw cancelled_error();
+}
+
+void sleep_awaiter::on_timer(timer_entry* self) noexcept { static_cast<sleep_awaiter*>(self)->task_->wake(); }
+
+void sleep_awaiter::on_cancel_hook(cancel_hook* self) noexcept {
+  auto* s = static_cast<sleep_awaiter*>(self);
+  loop_access::remove_timer(s->task_->loop(), s);
+  s->cancelled_ = true;
+  s->task_->wake();
+}
+
+}  // namespace spindle::detail

@@ -1,0 +1,99 @@
+#include "spindle/detail/task_node.hpp"
+
+#include "detail/loop_access.hpp"
+#include "spindle/event_loop.hpp"
+
+namespace spindle::detail {
+
+task_node::task_node(event_loop& loop, std::coroutine_handle<> root, promise_base& promise,
+                     std::string name, std::source_location where) noexcept
+    : loop_(&loop), root_(root), promise_(&promise), resume_(root), name_(std::move(name)), where_(where) {
+  run_ready = &task_node::run;
+}
+
+task_node::~task_node() {
+  if (root_) root_.destroy();
+}
+
+const std::exception_ptr& task_node::exception() const noexcept { return promise_->exception(); }
+
+void task_node::run(ready_node* self) noexcept {
+  auto* n = static_cast<task_node*>(self);
+  if (!n->started_) {
+    n->started_ = true;
+    if (n->cancel_requested_) {
+      // Cancelled before it ever ran: it never starts (its frame holds only
+      // its arguments), and it ends as cancelled like any other.
+      n->promise_->set_exception(std::make_exception_ptr(cancelled_error("task cancelled before it started")));
+      n->on_root_done();
+      return;
+    }
+  }
+  thread_context& ctx = tls_context;
+  task_node* outer = ctx.task;
+  ctx.task = n;
+  n->resume_.resume();  // n may be freed when this returns
+  ctx.task = outer;
+}
+
+void task_node::wake() noexcept {
+  hook_ = nullptr;
+  loop_access::schedule(*loop_, this);
+}
+
+void task_node::request_cancel() noexcept {
+  if (done_ || cancel_requested_) return;
+  cancel_requested_ = true;
+  if (hook_ != nullptr) {
+    cancel_hook* h = hook_;
+    hook_ = nullptr;
+    h->on_cancel(h);
+  }
+}
+
+void task_node::on_root_done() noexcept {
+  done_ = true;
+  hook_ = nullptr;
+  loop_access::on_task_done(*loop_, this);
+  if (joiner_ != nullptr) {
+    task_node* j = joiner_;
+    joiner_ = nullptr;
+    j->wake();
+  }
+  if (handles_ == 0) report_unobserved();
+  release();  // the loop's reference; may free this node and its frame
+}
+
+void task_node::release() noexcept {
+  if (--refs_ == 0) delete this;
+}
+
+void task_node::release_handle() noexcept {
+  --handles_;
+  if (handles_ == 0 && done_) report_unobserved();
+  release();
+}
+
+void task_node::report_unobserved() noexcept {
+  if (observed_) return;
+  const std::exception_ptr& e = exception();
+  if (!e || is_cancellation(e)) return;
+  observed_ = true;
+  std::string what = "unknown exception";
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    what = ex.what();
+  } catch (...) {
+  }
+  loop_->report({diagnostic::kind::unobserved_failure, loop_->name(), name_, where_,
+                 "task failed and nobody awaited it: " + what, e});
+}
+
+void promise_base::notify_root_done(task_node* node) noexcept { node->on_root_done(); }
+
+void throw_invalid_task() { throw usage_error("awaited an empty task (moved-from or default-constructed)"); }
+
+void check_loop_owner(const task_node& n, const char* method) { loop_access::check_owner(n.loop(), method); }
+
+}  // namespace spindle::detail

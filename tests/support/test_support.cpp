@@ -1,0 +1,70 @@
+#include "support/test_support.hpp"
+
+#include <dirent.h>
+#include <pthread.h>
+
+#include <exception>
+#include <stdexcept>
+
+namespace spindle::test {
+
+diagnostic_log::diagnostic_log(event_loop& loop) {
+  loop.set_diagnostic_handler([this](const diagnostic& d) {
+    std::lock_guard lock(mutex_);
+    entries_.push_back(d);
+  });
+}
+
+std::vector<diagnostic> diagnostic_log::entries() const {
+  std::lock_guard lock(mutex_);
+  return entries_;
+}
+
+std::size_t diagnostic_log::count(diagnostic::kind k) const {
+  std::lock_guard lock(mutex_);
+  std::size_t n = 0;
+  for (const auto& d : entries_) n += d.what == k ? 1 : 0;
+  return n;
+}
+
+namespace {
+struct small_stack_job {
+  const std::function<void()>* fn;
+  std::exception_ptr error;
+};
+void* small_stack_entry(void* arg) {
+  auto* job = static_cast<small_stack_job*>(arg);
+  try {
+    (*job->fn)();
+  } catch (...) {
+    job->error = std::current_exception();
+  }
+  return nullptr;
+}
+}  // namespace
+
+void run_on_small_stack(std::size_t stack_bytes, const std::function<void()>& fn) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, stack_bytes);
+  small_stack_job job{&fn, nullptr};
+  pthread_t thread;
+  if (pthread_create(&thread, &attr, &small_stack_entry, &job) != 0) {
+    pthread_attr_destroy(&attr);
+    throw std::runtime_error("pthread_create failed");
+  }
+  pthread_attr_destroy(&attr);
+  pthread_join(thread, nullptr);
+  if (job.error) std::rethrow_exception(job.error);
+}
+
+std::size_t open_fd_count() {
+  std::size_t n = 0;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (dirent* e = readdir(d)) n += e->d_name[0] != '.' ? 1 : 0;
+    closedir(d);
+  }
+  return n > 0 ? n - 1 : 0;  // minus the directory's own fd
+}
+
+}  // namespace spindle::test
