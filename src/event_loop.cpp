@@ -26,6 +26,17 @@
 #include <cstdlib>
 
 #include "detail/thread_name.hpp"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SPINDLE_HAS_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SPINDLE_HAS_LSAN 1
+#endif
+#endif
+#ifdef SPINDLE_HAS_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
 #include "spindle/async_fd.hpp"
 
 namespace spindle {
@@ -163,11 +174,12 @@ event_loop::~event_loop() {
     report({diagnostic::kind::dropped_callback, opts_.name, {}, {},
             std::to_string(dropped) + " callback(s) destroyed without running", nullptr});
   }
-  for (detail::task_node* t = live_head_; t != nullptr; t = t->live_next) {
-    // Abandoned tasks were reported by shutdown_tasks; they keep their frames
-    // (leaked on purpose: see the shutdown steps above).
-    t->live_prev = nullptr;
-  }
+  // Abandoned tasks were reported by shutdown_tasks. Their frames are leaked
+  // on purpose (see the shutdown steps above): whatever holds their
+  // coroutine handle may still resume them.
+#ifdef SPINDLE_HAS_LSAN
+  for (detail::task_node* t = abandoned_head_; t != nullptr; t = t->live_next) __lsan_ignore_object(t);
+#endif
   ::close(epoll_fd_);
 }
 
@@ -243,11 +255,27 @@ bool event_loop::run_main(detail::task_node* main) {
   return stopped_early;
 }
 
+namespace {
+void list_push(detail::task_node*& head, detail::task_node* n) noexcept {
+  n->live_prev = nullptr;
+  n->live_next = head;
+  if (head != nullptr) head->live_prev = n;
+  head = n;
+}
+void list_unlink(detail::task_node*& head, detail::task_node* n) noexcept {
+  if (n->live_prev != nullptr) {
+    n->live_prev->live_next = n->live_next;
+  } else {
+    head = n->live_next;
+  }
+  if (n->live_next != nullptr) n->live_next->live_prev = n->live_prev;
+  n->live_prev = n->live_next = nullptr;
+}
+}  // namespace
+
 void event_loop::add_task(detail::task_node* n) {
   n->id_ = next_task_id_++;
-  n->live_next = live_head_;
-  if (live_head_ != nullptr) live_head_->live_prev = n;
-  live_head_ = n;
+  list_push(live_head_, n);
   ++stats_.tasks_spawned;
   ++stats_.tasks_alive;
   // During shutdown, new tasks are cancelled before they start.
@@ -255,14 +283,14 @@ void event_loop::add_task(detail::task_node* n) {
 }
 
 void event_loop::on_task_done(detail::task_node* n) noexcept {
-  if (n->live_prev != nullptr) {
-    n->live_prev->live_next = n->live_next;
+  if (n->abandoned_) {
+    // It came back after all (its awaiter resumed it late).
+    list_unlink(abandoned_head_, n);
+    --stats_.tasks_abandoned;
   } else {
-    live_head_ = n->live_next;
+    list_unlink(live_head_, n);
+    --stats_.tasks_alive;
   }
-  if (n->live_next != nullptr) n->live_next->live_prev = n->live_prev;
-  n->live_prev = n->live_next = nullptr;
-  --stats_.tasks_alive;
   const std::exception_ptr& e = n->exception();
   if (!e) {
     ++stats_.tasks_completed;
@@ -404,9 +432,15 @@ void event_loop::shutdown_tasks() {
     if (live_head_ == nullptr || left <= duration::zero()) break;
     run_once(static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count()));
   }
-  for (detail::task_node* t = live_head_; t != nullptr; t = t->live_next) {
+  while (detail::task_node* t = live_head_) {
     report({diagnostic::kind::abandoned_task, opts_.name, t->name(), t->where(),
             "did not finish within the shutdown grace period after cancellation", nullptr});
+    // Reported once, kept apart: a later shutdown does not wait for it again.
+    list_unlink(live_head_, t);
+    list_push(abandoned_head_, t);
+    t->abandoned_ = true;
+    --stats_.tasks_alive;
+    ++stats_.tasks_abandoned;
   }
   shutting_down_ = false;
 }

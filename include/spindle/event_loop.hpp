@@ -36,6 +36,7 @@ struct loop_statistics {
   std::uint64_t tasks_completed = 0;  ///< finished with a value
   std::uint64_t tasks_failed = 0;     ///< finished with an exception other than cancelled
   std::uint64_t tasks_cancelled = 0;  ///< finished with cancelled_error
+  std::uint64_t tasks_abandoned = 0;  ///< ignored cancellation past the shutdown grace
   std::uint64_t ready_depth = 0;      ///< entries in the ready queue now
   std::uint64_t timers = 0;           ///< timers queued now
   std::uint64_t io_registrations = 0;  ///< fds registered with the reactor now
@@ -223,6 +224,7 @@ class event_loop {
   std::atomic<std::uint64_t> threadsafe_calls_{0};
 
   detail::task_node* live_head_ = nullptr;
+  detail::task_node* abandoned_head_ = nullptr;  // reported at shutdown, never freed
   std::uint64_t next_task_id_ = 1;
   loop_statistics stats_;
   unsigned since_poll_ = 0;

@@ -8,12 +8,14 @@
 
 namespace spindle::test {
 
-diagnostic_log::diagnostic_log(event_loop& loop) {
+diagnostic_log::diagnostic_log(event_loop& loop) : loop_(loop) {
   loop.set_diagnostic_handler([this](const diagnostic& d) {
     std::lock_guard lock(mutex_);
     entries_.push_back(d);
   });
 }
+
+diagnostic_log::~diagnostic_log() { loop_.set_diagnostic_handler({}); }
 
 std::vector<diagnostic> diagnostic_log::entries() const {
   std::lock_guard lock(mutex_);

@@ -15,11 +15,17 @@ namespace spindle::test {
 /// Collects a loop's diagnostics instead of printing them.
 class diagnostic_log {
  public:
+  /// Declare it after the loop: it puts the default handler back when it
+  /// goes, so the loop's own destruction reports go to stderr, not to it.
   explicit diagnostic_log(event_loop& loop);
+  ~diagnostic_log();
+  diagnostic_log(const diagnostic_log&) = delete;
+  diagnostic_log& operator=(const diagnostic_log&) = delete;
   [[nodiscard]] std::vector<diagnostic> entries() const;
   [[nodiscard]] std::size_t count(diagnostic::kind k) const;
 
  private:
+  event_loop& loop_;
   mutable std::mutex mutex_;  // the handler runs on the loop thread; tests read from theirs
   std::vector<diagnostic> entries_;
 };

@@ -260,6 +260,13 @@ TEST(EventLoop, TaskThatIgnoresCancellationIsReportedAsAbandoned) {
   ASSERT_EQ(entries.size(), 1u);
   EXPECT_EQ(entries[0].what, diagnostic::kind::abandoned_task);
   EXPECT_EQ(entries[0].task, "stuck-task");
+  auto s = loop.statistics();
+  EXPECT_EQ(s.tasks_abandoned, 1u);
+  EXPECT_EQ(s.tasks_alive, 0u);
+  // A later run does not wait for it, nor report it again.
+  auto again = []() -> task<int> { co_return 2; };
+  EXPECT_EQ(loop.run(again()), 2);
+  EXPECT_EQ(log.entries().size(), 1u);
 }
 
 TEST(EventLoop, StopFromAnotherThreadEndsRunForever) {

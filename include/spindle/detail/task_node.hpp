@@ -126,6 +126,7 @@ class task_node : public ready_node {
   bool cancel_requested_ = false;
   bool observed_ = false;
   bool taken_ = false;
+  bool abandoned_ = false;
 };
 
 /// Per-thread state: the loop running on this thread and the task it is

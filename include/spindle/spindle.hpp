@@ -1,0 +1,13 @@
+#pragma once
+/// \file
+/// Umbrella header: the whole public API of spindle's core.
+
+#include "spindle/async_fd.hpp"
+#include "spindle/clock.hpp"
+#include "spindle/diagnostics.hpp"
+#include "spindle/error.hpp"
+#include "spindle/event_loop.hpp"
+#include "spindle/join_handle.hpp"
+#include "spindle/sleep.hpp"
+#include "spindle/task.hpp"
+#include "spindle/timer_handle.hpp"
