@@ -78,7 +78,8 @@ int main() {
   loop.run(demo(loop));
   auto s = loop.statistics();
   std::printf("loop '%s': %llu tasks spawned, %llu completed, %llu steps, %llu polls\n", s.name.c_str(),
-              static_cast<unsigned long long>(s.tasks_spawned), static_cast<unsigned long long>(s.tasks_completed),
-              static_cast<unsigned long long>(s.steps), static_cast<unsigned long long>(s.polls));
+              static_cast<unsigned long long>(s.tasks_spawned),
+              static_cast<unsigned long long>(s.tasks_completed), static_cast<unsigned long long>(s.steps),
+              static_cast<unsigned long long>(s.polls));
   return 0;
 }

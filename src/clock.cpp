@@ -7,8 +7,8 @@ void manual_clock::bump(time_point t) noexcept {
   duration::rep cur = now_.load(std::memory_order_relaxed);
   // Monotonic: only ever move forward, even with concurrent advancers.
   // release: publishes the new time (see now()).
-  while (cur < want && !now_.compare_exchange_weak(cur, want, std::memory_order_release,
-                                                   std::memory_order_relaxed)) {
+  while (cur < want &&
+         !now_.compare_exchange_weak(cur, want, std::memory_order_release, std::memory_order_relaxed)) {
   }
 }
 

@@ -171,8 +171,12 @@ event_loop::~event_loop() {
     }
   }
   if (dropped != 0) {
-    report({diagnostic::kind::dropped_callback, opts_.name, {}, {},
-            std::to_string(dropped) + " callback(s) destroyed without running", nullptr});
+    report({diagnostic::kind::dropped_callback,
+            opts_.name,
+            {},
+            {},
+            std::to_string(dropped) + " callback(s) destroyed without running",
+            nullptr});
   }
   // Abandoned tasks were reported by shutdown_tasks. Their frames are leaked
   // on purpose (see the shutdown steps above): whatever holds their
@@ -184,8 +188,8 @@ event_loop::~event_loop() {
 }
 
 void event_loop::throw_wrong_thread(const char* method) const {
-  throw wrong_thread_error("event_loop '" + opts_.name + "' belongs to " + owner_desc_ + " but " +
-                           method + " was called from " + detail::describe_current_thread() +
+  throw wrong_thread_error("event_loop '" + opts_.name + "' belongs to " + owner_desc_ + " but " + method +
+                           " was called from " + detail::describe_current_thread() +
                            "; use call_soon_threadsafe() or a portal to reach a loop from another thread");
 }
 

@@ -26,29 +26,39 @@ struct free_block {
   free_block* next;
 };
 
+// Trivially destructible, so that the hot path reads it with a plain
+// fs-relative access (no thread_local init guard). The lists are freed at
+// thread exit by `reaper`, armed the first time a block is cached.
 struct recycler {
-  free_block* heads[classes] = {};
-  std::size_t counts[classes] = {};
+  free_block* heads[classes];
+  std::size_t counts[classes];
   frame_allocator_stats stats;
-
-  ~recycler() {
-    for (std::size_t c = 0; c < classes; ++c) {
-      while (free_block* b = heads[c]) {
-        heads[c] = b->next;
-        ::operator delete(b);
-      }
-    }
-    dead = true;
-  }
-  // Set when the thread's recycler has been destroyed (thread exit): frames
-  // freed after that point (by other thread_local destructors) bypass it.
-  static thread_local bool dead;
+  bool reaper_armed;
+  bool dead;  // set at thread exit: later frees bypass the lists
 };
-thread_local bool recycler::dead = false;
+thread_local recycler tls_recycler{};
 
-[[maybe_unused]] recycler& local() noexcept {
-  thread_local recycler r;
-  return r;
+void free_all(recycler& r) noexcept {
+  for (std::size_t c = 0; c < classes; ++c) {
+    while (free_block* b = r.heads[c]) {
+      r.heads[c] = b->next;
+      ::operator delete(b);
+    }
+    r.counts[c] = 0;
+  }
+}
+
+struct reaper {
+  ~reaper() {
+    free_all(tls_recycler);
+    tls_recycler.dead = true;
+  }
+};
+
+[[maybe_unused]] void arm_reaper(recycler& r) {
+  r.reaper_armed = true;
+  thread_local reaper instance;
+  (void)&instance;
 }
 
 }  // namespace
@@ -65,10 +75,10 @@ bool frame_recycler_enabled() noexcept { return false; }
 void* frame_allocate(std::size_t size) {
   if (size <= max_size) {
     std::size_t c = (size - 1) / granule;
+    recycler& r = tls_recycler;
     // Always round up, even when not recycling: the block may be freed on
     // another thread into a list that serves any size of its class.
-    if (recycler::dead) return ::operator new((c + 1) * granule);
-    recycler& r = local();
+    if (r.dead) return ::operator new((c + 1) * granule);
     if (free_block* b = r.heads[c]) {
       r.heads[c] = b->next;
       --r.counts[c];
@@ -83,10 +93,18 @@ void* frame_allocate(std::size_t size) {
 }
 
 void frame_deallocate(void* block, std::size_t size) noexcept {
-  if (size <= max_size && !recycler::dead) {
+  recycler& r = tls_recycler;
+  if (size <= max_size && !r.dead) {
     std::size_t c = (size - 1) / granule;
-    recycler& r = local();
     if (r.counts[c] < max_cached_per_class) {
+      if (!r.reaper_armed) [[unlikely]] {
+        try {
+          arm_reaper(r);
+        } catch (...) {
+          ::operator delete(block);  // cannot register cleanup: do not cache
+          return;
+        }
+      }
       auto* b = static_cast<free_block*>(block);
       b->next = r.heads[c];
       r.heads[c] = b;
@@ -98,7 +116,7 @@ void frame_deallocate(void* block, std::size_t size) noexcept {
 }
 
 frame_allocator_stats frame_allocator_statistics() noexcept {
-  recycler& r = local();
+  recycler& r = tls_recycler;
   frame_allocator_stats s = r.stats;
   s.cached = 0;
   for (std::size_t n : r.counts) s.cached += n;

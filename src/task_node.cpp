@@ -5,8 +5,8 @@
 
 namespace spindle::detail {
 
-task_node::task_node(event_loop& loop, std::coroutine_handle<> root, promise_base& promise,
-                     std::string name, std::source_location where) noexcept
+task_node::task_node(event_loop& loop, std::coroutine_handle<> root, promise_base& promise, std::string name,
+                     std::source_location where) noexcept
     : loop_(&loop), root_(root), promise_(&promise), resume_(root), name_(std::move(name)), where_(where) {
   run_ready = &task_node::run;
 }
@@ -24,7 +24,8 @@ void task_node::run(ready_node* self) noexcept {
     if (n->cancel_requested_) {
       // Cancelled before it ever ran: it never starts (its frame holds only
       // its arguments), and it ends as cancelled like any other.
-      n->promise_->set_exception(std::make_exception_ptr(cancelled_error("task cancelled before it started")));
+      n->promise_->set_exception(
+          std::make_exception_ptr(cancelled_error("task cancelled before it started")));
       n->on_root_done();
       return;
     }

@@ -8,14 +8,14 @@ constexpr std::size_t arity = 4;
 
 void timer_heap::push(timer_entry* e) {
   e->seq = next_seq_++;
-  heap_.push_back(e);
+  heap_.push_back({e->deadline, e->seq, e});
   e->heap_index = heap_.size() - 1;
   sift_up(heap_.size() - 1);
 }
 
 timer_entry* timer_heap::pop() noexcept {
   if (heap_.empty()) return nullptr;
-  timer_entry* t = heap_.front();
+  timer_entry* t = heap_.front().entry;
   erase(t);
   return t;
 }
@@ -24,9 +24,9 @@ void timer_heap::erase(timer_entry* e) noexcept {
   if (!e->queued()) return;
   std::size_t i = e->heap_index;
   e->heap_index = timer_entry::not_queued;
-  timer_entry* last = heap_.back();
+  slot last = heap_.back();
   heap_.pop_back();
-  if (last == e) return;
+  if (last.entry == e) return;
   place(i, last);
   // The moved entry may belong above or below its new place.
   if (i > 0 && before(last, heap_[(i - 1) / arity])) {
@@ -38,13 +38,17 @@ void timer_heap::erase(timer_entry* e) noexcept {
 
 std::vector<timer_entry*> timer_heap::take_all() noexcept {
   std::vector<timer_entry*> all;
-  all.swap(heap_);
-  for (timer_entry* e : all) e->heap_index = timer_entry::not_queued;
+  all.reserve(heap_.size());
+  for (const slot& s : heap_) {
+    s.entry->heap_index = timer_entry::not_queued;
+    all.push_back(s.entry);
+  }
+  heap_.clear();
   return all;
 }
 
 void timer_heap::sift_up(std::size_t i) noexcept {
-  timer_entry* e = heap_[i];
+  slot e = heap_[i];
   while (i > 0) {
     std::size_t parent = (i - 1) / arity;
     if (!before(e, heap_[parent])) break;
@@ -55,7 +59,7 @@ void timer_heap::sift_up(std::size_t i) noexcept {
 }
 
 void timer_heap::sift_down(std::size_t i) noexcept {
-  timer_entry* e = heap_[i];
+  slot e = heap_[i];
   const std::size_t n = heap_.size();
   for (;;) {
     std::size_t first = i * arity + 1;

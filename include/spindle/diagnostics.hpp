@@ -20,11 +20,11 @@ struct diagnostic {
     dropped_callback,    ///< a callback was destroyed without running (loop destroyed)
   };
   kind what = kind::unobserved_failure;
-  std::string loop;       ///< the loop's name
-  std::string task;       ///< the task's name, or empty
+  std::string loop;            ///< the loop's name
+  std::string task;            ///< the task's name, or empty
   std::source_location where;  ///< where the task was spawned (if a task)
-  std::string message;    ///< human-readable detail (exception text, counts)
-  std::exception_ptr error;  ///< the exception, when there is one
+  std::string message;         ///< human-readable detail (exception text, counts)
+  std::exception_ptr error;    ///< the exception, when there is one
 };
 
 [[nodiscard]] const char* to_string(diagnostic::kind k) noexcept;

@@ -22,10 +22,10 @@ class error : public std::runtime_error {
 };
 
 /// Defines a final error class with a fixed kind string.
-#define SPINDLE_DEFINE_ERROR(NAME, KIND)                                  \
-  class NAME : public ::spindle::error {                                  \
-   public:                                                                \
-    using ::spindle::error::error;                                        \
+#define SPINDLE_DEFINE_ERROR(NAME, KIND)                                      \
+  class NAME : public ::spindle::error {                                      \
+   public:                                                                    \
+    using ::spindle::error::error;                                            \
     [[nodiscard]] const char* kind() const noexcept override { return KIND; } \
   }
 

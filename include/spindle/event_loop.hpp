@@ -13,13 +13,13 @@
 #include <utility>
 
 #include "spindle/clock.hpp"
-#include "spindle/diagnostics.hpp"
-#include "spindle/error.hpp"
-#include "spindle/task.hpp"
 #include "spindle/detail/callback.hpp"
 #include "spindle/detail/task_node.hpp"
 #include "spindle/detail/timer_heap.hpp"
 #include "spindle/detail/typed_task_node.hpp"
+#include "spindle/diagnostics.hpp"
+#include "spindle/error.hpp"
+#include "spindle/task.hpp"
 
 namespace spindle {
 
@@ -33,16 +33,16 @@ struct loop_statistics {
   std::string name;
   std::uint64_t tasks_alive = 0;
   std::uint64_t tasks_spawned = 0;
-  std::uint64_t tasks_completed = 0;  ///< finished with a value
-  std::uint64_t tasks_failed = 0;     ///< finished with an exception other than cancelled
-  std::uint64_t tasks_cancelled = 0;  ///< finished with cancelled_error
-  std::uint64_t tasks_abandoned = 0;  ///< ignored cancellation past the shutdown grace
-  std::uint64_t ready_depth = 0;      ///< entries in the ready queue now
-  std::uint64_t timers = 0;           ///< timers queued now
+  std::uint64_t tasks_completed = 0;   ///< finished with a value
+  std::uint64_t tasks_failed = 0;      ///< finished with an exception other than cancelled
+  std::uint64_t tasks_cancelled = 0;   ///< finished with cancelled_error
+  std::uint64_t tasks_abandoned = 0;   ///< ignored cancellation past the shutdown grace
+  std::uint64_t ready_depth = 0;       ///< entries in the ready queue now
+  std::uint64_t timers = 0;            ///< timers queued now
   std::uint64_t io_registrations = 0;  ///< fds registered with the reactor now
-  std::uint64_t steps = 0;            ///< ready entries run (task resumptions and callbacks)
-  std::uint64_t iterations = 0;       ///< turns of the loop
-  std::uint64_t polls = 0;            ///< epoll_wait calls
+  std::uint64_t steps = 0;             ///< ready entries run (task resumptions and callbacks)
+  std::uint64_t iterations = 0;        ///< turns of the loop
+  std::uint64_t polls = 0;             ///< epoll_wait calls
   std::uint64_t threadsafe_calls = 0;  ///< callbacks received through call_soon_threadsafe
 };
 

@@ -70,7 +70,7 @@ class task_promise final : public promise_base {
   task<T> get_return_object() noexcept;
 
   template <class U>
-    requires std::is_convertible_v<U&&, T>
+  requires std::is_convertible_v<U&&, T>
   void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
     value_.construct(std::forward<U>(v));
   }

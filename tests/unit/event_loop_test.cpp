@@ -199,7 +199,8 @@ TEST(EventLoop, DetachedFailureIsReportedWithSpawnSite) {
   loop.run(main());
   auto entries = log.entries();
   ASSERT_EQ(entries.size(), 1u);
-  EXPECT_NE(format_line(entries[0]).find("event_loop_test.cpp:"), std::string::npos) << format_line(entries[0]);
+  EXPECT_NE(format_line(entries[0]).find("event_loop_test.cpp:"), std::string::npos)
+      << format_line(entries[0]);
 }
 
 TEST(EventLoop, ObservedFailureIsNotReported) {
