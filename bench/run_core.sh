@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs the core-runtime benchmarks of spindle and its peers in one go and
+# prints a Markdown comparison (bench/compare.py).
+#
+#   bench/run_core.sh [repeats]     (default 5)
+#
+# Single-loop ops are pinned to CPU 1 (taskset -c 1); the threadsafe ops are
+# not pinned (a foreign thread on the other CPU is the point of them).
+# glibc malloc: M_TRIM_THRESHOLD and M_MMAP_THRESHOLD are raised so that
+# memory freed between rounds is not returned to the kernel and faulted in
+# again (the same settings for every peer, via GLIBC_TUNABLES).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repeats=${1:-5}
+out=build/bench
+mkdir -p "$out"
+export GLIBC_TUNABLES=glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=1073741824
+py=/usr/bin/python3
+single=spawn_await,await_chain,timer_fire
+threaded=threadsafe_throughput,threadsafe_roundtrip
+
+[ -x build/release/bench/core_bench ] || { echo "build first: make build" >&2; exit 1; }
+echo "spindle..." >&2
+taskset -c 1 build/release/bench/core_bench --benchmark_filter='BM_(spawn_await|await_chain|timer_)' \
+  --benchmark_repetitions="$repeats" --benchmark_format=json >"$out/spindle_single.json"
+build/release/bench/core_bench --benchmark_filter='BM_threadsafe' \
+  --benchmark_repetitions="$repeats" --benchmark_format=json >"$out/spindle_threaded.json"
+
+echo "asyncio / uvloop..." >&2
+: >"$out/asyncio.jsonl"
+: >"$out/uvloop.jsonl"
+taskset -c 1 $py bench/peers/asyncio_core.py --repeat "$repeats" --ops $single >>"$out/asyncio.jsonl"
+$py bench/peers/asyncio_core.py --repeat "$repeats" --ops $threaded >>"$out/asyncio.jsonl"
+if $py -c 'import uvloop' 2>/dev/null; then
+  taskset -c 1 $py bench/peers/asyncio_core.py --uvloop --repeat "$repeats" --ops $single >>"$out/uvloop.jsonl"
+  $py bench/peers/asyncio_core.py --uvloop --repeat "$repeats" --ops $threaded >>"$out/uvloop.jsonl"
+fi
+
+echo "tokio..." >&2
+: >"$out/tokio.jsonl"
+if command -v cargo >/dev/null && [ -d /usr/share/cargo/registry/tokio-1.24.2 ] || ls -d /usr/share/cargo/registry/tokio-* >/dev/null 2>&1; then
+  (cd bench/peers/tokio_core && CARGO_TARGET_DIR="$PWD/../../../build/peers/tokio" cargo build --release --offline -q)
+  taskset -c 1 build/peers/tokio/release/tokio_core --repeat "$repeats" --ops $single >>"$out/tokio.jsonl"
+  build/peers/tokio/release/tokio_core --repeat "$repeats" --ops $threaded >>"$out/tokio.jsonl"
+fi
+
+$py bench/compare.py "$out/spindle_single.json" "$out/spindle_threaded.json" "$out"/*.jsonl | tee "$out/core.md"
