@@ -6,10 +6,12 @@ set -euo pipefail
 build=$1 consumer=$2 cxx=$3
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-cmake --install "$build" --prefix "$scratch/prefix" >/dev/null
-cmake -S "$consumer" -B "$scratch/build" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" \
-  -DCMAKE_PREFIX_PATH="$scratch/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$scratch/build" >/dev/null
+log="$scratch/log"
+run() { "$@" >>"$log" 2>&1 || { cat "$log"; echo "package_test: failed: $*" >&2; exit 1; }; }
+run cmake --install "$build" --prefix "$scratch/prefix"
+run cmake -S "$consumer" -B "$scratch/build" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" \
+  -DCMAKE_PREFIX_PATH="$scratch/prefix" -DCMAKE_BUILD_TYPE=Release
+run cmake --build "$scratch/build"
 out=$("$scratch/build/consumer")
 echo "$out"
 [ "$out" = "consumer: 42" ]
