@@ -14,6 +14,16 @@
 #endif
 
 namespace spindle::detail {
+
+#ifdef SPINDLE_RECYCLER_OFF
+
+void* frame_allocate(std::size_t size) { return ::operator new(size); }
+void frame_deallocate(void* block, std::size_t) noexcept { ::operator delete(block); }
+frame_allocator_stats frame_allocator_statistics() noexcept { return {}; }
+bool frame_recycler_enabled() noexcept { return false; }
+
+#else
+
 namespace {
 
 constexpr std::size_t granule = 16;
@@ -55,22 +65,13 @@ struct reaper {
   }
 };
 
-[[maybe_unused]] void arm_reaper(recycler& r) {
+void arm_reaper(recycler& r) {
   r.reaper_armed = true;
   thread_local reaper instance;
   (void)&instance;
 }
 
 }  // namespace
-
-#ifdef SPINDLE_RECYCLER_OFF
-
-void* frame_allocate(std::size_t size) { return ::operator new(size); }
-void frame_deallocate(void* block, std::size_t) noexcept { ::operator delete(block); }
-frame_allocator_stats frame_allocator_statistics() noexcept { return {}; }
-bool frame_recycler_enabled() noexcept { return false; }
-
-#else
 
 void* frame_allocate(std::size_t size) {
   if (size <= max_size) {
