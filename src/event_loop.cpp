@@ -283,7 +283,18 @@ void event_loop::add_task(detail::task_node* n) {
   ++stats_.tasks_spawned;
   ++stats_.tasks_alive;
   // During shutdown, new tasks are cancelled before they start.
-  if (shutting_down_) n->cancel_requested_ = true;
+  if (shutting_down_) {
+    n->root_scope().cancel();
+  } else if (detail::task_node* spawner = detail::tls_context.task;
+             spawner != nullptr && &spawner->loop() == this) {
+    // A task spawned inside a scope with a deadline inherits the deadline
+    // (as a value: it is not tied to the spawner's scope, which may end first).
+    time_point d = detail::scope_node::effective_deadline(spawner->scope());
+    if (d != detail::scope_node::no_deadline) {
+      n->root_scope().detach();
+      n->root_scope().attach(*this, nullptr, false, d);
+    }
+  }
 }
 
 void event_loop::on_task_done(detail::task_node* n) noexcept {

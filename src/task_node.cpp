@@ -9,10 +9,16 @@ task_node::task_node(event_loop& loop, std::coroutine_handle<> root, promise_bas
                      std::source_location where) noexcept
     : loop_(&loop), root_(root), promise_(&promise), resume_(root), name_(std::move(name)), where_(where) {
   run_ready = &task_node::run;
+  root_scope_.attach(loop, nullptr, false, scope_node::no_deadline);
+  root_scope_.add_task(this);
 }
 
 task_node::~task_node() {
   if (root_) root_.destroy();
+  if (!done_) {
+    scope_->remove_task(this);
+    root_scope_.detach();
+  }
 }
 
 const std::exception_ptr& task_node::exception() const noexcept { return promise_->exception(); }
@@ -21,7 +27,7 @@ void task_node::run(ready_node* self) noexcept {
   auto* n = static_cast<task_node*>(self);
   if (!n->started_) {
     n->started_ = true;
-    if (n->cancel_requested_) {
+    if (n->cancel_requested()) {
       // Cancelled before it ever ran: it never starts (its frame holds only
       // its arguments), and it ends as cancelled like any other.
       n->promise_->set_exception(
@@ -43,8 +49,11 @@ void task_node::wake() noexcept {
 }
 
 void task_node::request_cancel() noexcept {
-  if (done_ || cancel_requested_) return;
-  cancel_requested_ = true;
+  if (done_) return;
+  root_scope_.cancel();
+}
+
+void task_node::interrupt() noexcept {
   if (hook_ != nullptr) {
     cancel_hook* h = hook_;
     hook_ = nullptr;
@@ -55,6 +64,11 @@ void task_node::request_cancel() noexcept {
 void task_node::on_root_done() noexcept {
   done_ = true;
   hook_ = nullptr;
+  // Every inner scope has been left (they live in the finished frames).
+  root_scope_.remove_task(this);
+  scope_ = &root_scope_;
+  root_scope_.detach();
+  if (on_done_hook != nullptr) on_done_hook(this, on_done_arg);
   loop_access::on_task_done(*loop_, this);
   if (joiner_ != nullptr) {
     task_node* j = joiner_;

@@ -64,8 +64,9 @@ class async_fd {
 class async_fd::wait_awaiter : public detail::cancel_hook {
  public:
   wait_awaiter(async_fd& fd, direction& dir) noexcept : fd_(&fd), dir_(&dir) {}
-  wait_awaiter(const wait_awaiter&) = delete;
-  wait_awaiter& operator=(const wait_awaiter&) = delete;
+  // Movable before it is awaited (wrappers such as with_timeout store it).
+  wait_awaiter(wait_awaiter&&) noexcept = default;
+  wait_awaiter& operator=(wait_awaiter&&) = delete;
   [[nodiscard]] bool await_ready() noexcept {
     // Readiness seen since the last wait: consume it without suspending.
     if (dir_->ready) {

@@ -16,8 +16,9 @@ class sleep_awaiter : public cancel_hook, public timer_entry {
  public:
   sleep_awaiter(bool relative, duration d, time_point t) noexcept
       : relative_(relative), delay_(d), until_(t) {}
-  sleep_awaiter(const sleep_awaiter&) = delete;
-  sleep_awaiter& operator=(const sleep_awaiter&) = delete;
+  // Movable before it is awaited (wrappers such as with_timeout store it).
+  sleep_awaiter(sleep_awaiter&&) noexcept = default;
+  sleep_awaiter& operator=(sleep_awaiter&&) = delete;
   [[nodiscard]] bool await_ready() const noexcept { return false; }
   bool await_suspend(std::coroutine_handle<> h);
   void await_resume() const;

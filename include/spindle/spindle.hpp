@@ -3,6 +3,7 @@
 /// Umbrella header: the whole public API of spindle's core.
 
 #include "spindle/async_fd.hpp"
+#include "spindle/cancel_scope.hpp"
 #include "spindle/clock.hpp"
 #include "spindle/diagnostics.hpp"
 #include "spindle/error.hpp"

@@ -23,6 +23,7 @@
 #include <string>
 
 #include "spindle/detail/frame_allocator.hpp"
+#include "spindle/detail/scope_node.hpp"
 
 namespace spindle {
 class event_loop;
@@ -60,7 +61,16 @@ class task_node : public ready_node {
   [[nodiscard]] const std::source_location& where() const noexcept { return where_; }
   [[nodiscard]] std::uint64_t id() const noexcept { return id_; }
   [[nodiscard]] bool done() const noexcept { return done_; }
-  [[nodiscard]] bool cancel_requested() const noexcept { return cancel_requested_; }
+  /// True when an await of this task must throw cancelled_error now: a
+  /// scope on its path is cancelled and no shield is in between.
+  [[nodiscard]] bool cancel_requested() const noexcept { return scope_node::effectively_cancelled(scope_); }
+  /// The innermost cancel scope of the task (its root scope when none).
+  [[nodiscard]] scope_node* scope() const noexcept { return scope_; }
+  void set_scope(scope_node* s) noexcept { scope_ = s; }
+  [[nodiscard]] scope_node& root_scope() noexcept { return root_scope_; }
+  /// Fires the cancel hook of the await the task is suspended at, if any
+  /// (called by a cancelled scope, see scope_node).
+  void interrupt() noexcept;
   /// The outcome's exception (null on success); valid once done().
   [[nodiscard]] const std::exception_ptr& exception() const noexcept;
 
@@ -97,6 +107,14 @@ class task_node : public ready_node {
   /// Called from the root coroutine's final suspend.
   void on_root_done() noexcept;
 
+  // Intrusive list of the tasks of one scope (scope_node::add_task).
+  task_node* scope_prev = nullptr;
+  task_node* scope_next = nullptr;
+
+  /// Called when a task_group child ends (set by the group).
+  void (*on_done_hook)(task_node*, void*) noexcept = nullptr;
+  void* on_done_arg = nullptr;
+
   // Intrusive list of the loop's live tasks.
   task_node* live_prev = nullptr;
   task_node* live_next = nullptr;
@@ -116,6 +134,8 @@ class task_node : public ready_node {
   std::coroutine_handle<> resume_;
   cancel_hook* hook_ = nullptr;
   task_node* joiner_ = nullptr;
+  scope_node root_scope_;
+  scope_node* scope_ = &root_scope_;
   std::string name_;
   std::source_location where_;
   std::uint64_t id_ = 0;
@@ -123,7 +143,6 @@ class task_node : public ready_node {
   std::uint32_t handles_ = 0;
   bool started_ = false;
   bool done_ = false;
-  bool cancel_requested_ = false;
   bool observed_ = false;
   bool taken_ = false;
   bool abandoned_ = false;
