@@ -11,4 +11,5 @@
 #include "spindle/join_handle.hpp"
 #include "spindle/sleep.hpp"
 #include "spindle/task.hpp"
+#include "spindle/task_group.hpp"
 #include "spindle/timer_handle.hpp"
