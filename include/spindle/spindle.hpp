@@ -8,6 +8,7 @@
 #include "spindle/diagnostics.hpp"
 #include "spindle/error.hpp"
 #include "spindle/event_loop.hpp"
+#include "spindle/gather.hpp"
 #include "spindle/join_handle.hpp"
 #include "spindle/sleep.hpp"
 #include "spindle/task.hpp"

@@ -1,0 +1,195 @@
+#pragma once
+/// \file
+/// Fan-out: gather (fail-fast) and gather_settled (every outcome), over a
+/// range of inputs and a function making one task per input. One set of
+/// options: a concurrency `limit` (a sliding window, not batches: when an
+/// item ends the next starts) and a `per_item_timeout`.
+///
+/// Tasks are created from inputs only as window slots free up, so a
+/// million-item fan-out with a limit holds `limit` coroutine frames at a time.
+
+#include <cstddef>
+#include <iterator>
+#include <optional>
+#include <ranges>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "spindle/cancel_scope.hpp"
+#include "spindle/outcome.hpp"
+#include "spindle/task.hpp"
+#include "spindle/task_group.hpp"
+
+namespace spindle {
+
+/// Options shared by the fan-out family.
+struct fanout_options {
+  /// Maximum items in flight; 0 means no limit.
+  std::size_t limit = 0;
+  /// Deadline for each item; zero means none. An item that runs out fails
+  /// with timeout_error (gather_settled: that item's outcome).
+  duration per_item_timeout = duration::zero();
+};
+
+namespace detail {
+
+template <class F, class Item>
+using fanout_result_t = typename std::invoke_result_t<F&, Item>::value_type;
+
+template <class T>
+using stored_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+
+/// Shared by the workers of one fan-out (all on one loop thread).
+template <class It, class Sentinel, class F, class T>
+struct fanout_state {
+  It it;
+  Sentinel end;
+  F& fn;
+  fanout_options opts;
+  std::size_t next_index = 0;
+  std::vector<std::optional<outcome<T>>> results;
+};
+
+/// Runs one item, bounded by the per-item timeout.
+template <class T>
+task<T> run_item(task<T> t, duration per_item_timeout) {
+  if (per_item_timeout > duration::zero()) co_return co_await with_timeout(per_item_timeout, std::move(t));
+  co_return co_await std::move(t);
+}
+
+/// A window slot: takes the next input, runs it, stores its outcome, repeats.
+/// `settle`: an item's failure becomes its outcome (gather_settled) instead
+/// of failing the worker (gather, which then cancels the group).
+template <bool settle, class State, class T>
+task<void> fanout_worker(State& st) {
+  while (st.it != st.end) {
+    const std::size_t index = st.next_index++;
+    if (st.results.size() <= index) st.results.resize(index + 1);
+    std::exception_ptr failure;
+    std::optional<task<T>> t;
+    try {
+      t.emplace(st.fn(*st.it));  // a throw from fn is that item's failure
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    ++st.it;
+    if (!failure) {
+      try {
+        if constexpr (std::is_void_v<T>) {
+          co_await run_item(std::move(*t), st.opts.per_item_timeout);
+          st.results[index].emplace();
+        } else {
+          st.results[index].emplace(co_await run_item(std::move(*t), st.opts.per_item_timeout));
+        }
+        continue;
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    }
+    // The whole fan-out being cancelled is not an item outcome: propagate.
+    if (!settle || current_task("gather").cancel_requested()) std::rethrow_exception(failure);
+    st.results[index].emplace(failure);
+  }
+}
+
+template <bool settle, class R, class F>
+auto fanout(R&& inputs, F fn, fanout_options opts)
+    -> task<std::vector<outcome<fanout_result_t<F, std::ranges::range_reference_t<R>>>>> {
+  using T = fanout_result_t<F, std::ranges::range_reference_t<R>>;
+  using It = std::ranges::iterator_t<R>;
+  using Sentinel = std::ranges::sentinel_t<R>;
+  fanout_state<It, Sentinel, F, T> st{std::ranges::begin(inputs), std::ranges::end(inputs), fn, opts, 0, {}};
+  std::size_t workers = opts.limit == 0 ? static_cast<std::size_t>(-1) : opts.limit;
+  if constexpr (std::ranges::sized_range<R>) {
+    const auto n = static_cast<std::size_t>(std::ranges::size(inputs));
+    st.results.reserve(n);
+    if (workers > n) workers = n;
+  } else if (opts.limit == 0) {
+    // Unsized and unlimited: one slot per input means counting them first.
+    workers = static_cast<std::size_t>(std::ranges::distance(inputs));
+    st.it = std::ranges::begin(inputs);
+  }
+  co_await with_task_group([&](task_group& g) -> task<void> {
+    for (std::size_t w = 0; w < workers; ++w)
+      g.spawn(fanout_worker<settle, decltype(st), T>(st), "fanout-worker");
+    co_return;
+  });
+  std::vector<outcome<T>> out;
+  out.reserve(st.results.size());
+  for (auto& r : st.results) {
+    if (!r) throw cancelled_error();  // only when the group was cancelled, which rethrows first
+    out.push_back(std::move(*r));
+  }
+  co_return out;
+}
+
+template <class T>
+task<void> store_into(task<T> t, std::optional<stored_t<T>>& slot) {
+  if constexpr (std::is_void_v<T>) {
+    co_await std::move(t);
+    slot.emplace();
+  } else {
+    slot.emplace(co_await std::move(t));
+  }
+}
+
+template <class... Ts, std::size_t... I>
+task<std::tuple<stored_t<Ts>...>> gather_tuple(std::index_sequence<I...>, task<Ts>... ts) {
+  std::tuple<std::optional<stored_t<Ts>>...> slots;
+  co_await with_task_group([&](task_group& g) -> task<void> {
+    (g.spawn(store_into<Ts>(std::move(ts), std::get<I>(slots))), ...);
+    co_return;
+  });
+  co_return std::tuple<stored_t<Ts>...>(std::move(*std::get<I>(slots))...);
+}
+
+}  // namespace detail
+
+/// Runs `fn(input)` for every input, at most `opts.limit` at a time, and
+/// returns every outcome in input order — never throws for an item's
+/// failure (each failure is that item's outcome: timeout, exception, or a
+/// throw from `fn` itself). Every input ends in exactly one outcome.
+/// Cancelling the caller cancels the items in flight and throws cancelled_error.
+///
+/// **Thread safety:** await inside a task on a loop.
+/// **Cancellation:** a task group: the items run in its scope.
+template <std::ranges::input_range R, class F>
+auto gather_settled(R&& inputs, F fn, fanout_options opts = {}) {
+  return detail::fanout<true>(std::forward<R>(inputs), std::move(fn), opts);
+}
+
+/// Fail-fast fan-out: as gather_settled, but the first failure cancels the
+/// items in flight, stops starting new ones, and is rethrown (several
+/// simultaneous failures: task_group_error). Returns the values in input order.
+///
+/// **Thread safety:** await inside a task on a loop.
+/// **Cancellation:** as gather_settled.
+template <std::ranges::input_range R, class F>
+auto gather(R&& inputs, F fn, fanout_options opts = {})
+    -> task<std::vector<detail::stored_t<detail::fanout_result_t<F, std::ranges::range_reference_t<R>>>>> {
+  using T = detail::fanout_result_t<F, std::ranges::range_reference_t<R>>;
+  auto outcomes = co_await detail::fanout<false>(std::forward<R>(inputs), std::move(fn), opts);
+  std::vector<detail::stored_t<T>> values;
+  values.reserve(outcomes.size());
+  for (auto& o : outcomes) {
+    if constexpr (std::is_void_v<T>) {
+      values.emplace_back();
+    } else {
+      values.push_back(std::move(o).value());
+    }
+  }
+  co_return values;
+}
+
+/// Fail-fast gather of a fixed set of tasks of possibly different types:
+/// `auto [a, b] = co_await gather(fetch_a(), fetch_b());` (void results are
+/// std::monostate).
+template <class... Ts>
+requires(sizeof...(Ts) > 0) task<std::tuple<detail::stored_t<Ts>...>> gather(task<Ts>... ts) {
+  co_return co_await detail::gather_tuple(std::index_sequence_for<Ts...>{}, std::move(ts)...);
+}
+
+}  // namespace spindle

@@ -1,0 +1,27 @@
+#include "spindle/outcome.hpp"
+
+#include "spindle/error.hpp"
+
+namespace spindle::detail {
+
+std::string error_kind(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const spindle::error& x) {
+    return x.kind();
+  } catch (...) {
+    return "exception";
+  }
+}
+
+std::string error_message(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+}  // namespace spindle::detail
