@@ -20,6 +20,7 @@
 
 #include "spindle/cancel_scope.hpp"
 #include "spindle/outcome.hpp"
+#include "spindle/retry.hpp"
 #include "spindle/task.hpp"
 #include "spindle/task_group.hpp"
 
@@ -32,6 +33,9 @@ struct fanout_options {
   /// Deadline for each item; zero means none. An item that runs out fails
   /// with timeout_error (gather_settled: that item's outcome).
   duration per_item_timeout = duration::zero();
+  /// Retries of an item's failures (each attempt gets per_item_timeout; the
+  /// factory is called again for every attempt).
+  std::optional<retry_policy> retry;
 };
 
 namespace detail {
@@ -69,24 +73,42 @@ task<void> fanout_worker(State& st) {
     const std::size_t index = st.next_index++;
     if (st.results.size() <= index) st.results.resize(index + 1);
     std::exception_ptr failure;
-    std::optional<task<T>> t;
-    try {
-      t.emplace(st.fn(*st.it));  // a throw from fn is that item's failure
-    } catch (...) {
-      failure = std::current_exception();
-    }
-    ++st.it;
-    if (!failure) {
+    if (st.opts.retry) {
+      // Copy the input: every attempt makes a fresh task from it.
+      std::remove_cvref_t<decltype(*st.it)> input = *st.it;
+      ++st.it;
       try {
+        auto attempt = [&] { return run_item(st.fn(input), st.opts.per_item_timeout); };
         if constexpr (std::is_void_v<T>) {
-          co_await run_item(std::move(*t), st.opts.per_item_timeout);
+          co_await retry(*st.opts.retry, attempt);
           st.results[index].emplace();
         } else {
-          st.results[index].emplace(co_await run_item(std::move(*t), st.opts.per_item_timeout));
+          st.results[index].emplace(co_await retry(*st.opts.retry, attempt));
         }
         continue;
       } catch (...) {
         failure = std::current_exception();
+      }
+    } else {
+      std::optional<task<T>> t;
+      try {
+        t.emplace(st.fn(*st.it));  // a throw from fn is that item's failure
+      } catch (...) {
+        failure = std::current_exception();
+      }
+      ++st.it;
+      if (!failure) {
+        try {
+          if constexpr (std::is_void_v<T>) {
+            co_await run_item(std::move(*t), st.opts.per_item_timeout);
+            st.results[index].emplace();
+          } else {
+            st.results[index].emplace(co_await run_item(std::move(*t), st.opts.per_item_timeout));
+          }
+          continue;
+        } catch (...) {
+          failure = std::current_exception();
+        }
       }
     }
     // The whole fan-out being cancelled is not an item outcome: propagate.

@@ -10,6 +10,7 @@
 #include "spindle/event_loop.hpp"
 #include "spindle/gather.hpp"
 #include "spindle/join_handle.hpp"
+#include "spindle/retry.hpp"
 #include "spindle/sleep.hpp"
 #include "spindle/task.hpp"
 #include "spindle/task_group.hpp"

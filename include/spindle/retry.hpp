@@ -1,0 +1,113 @@
+#pragma once
+/// \file
+/// retry: run an operation again after retryable failures, with exponential
+/// backoff and full jitter, bounded by attempts and by an overall deadline.
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "spindle/cancel_scope.hpp"
+#include "spindle/clock.hpp"
+#include "spindle/sleep.hpp"
+#include "spindle/task.hpp"
+
+namespace spindle {
+
+/// How to retry.
+///
+/// Delay before attempt n+1 (n = 1, 2, ...): full jitter (AWS architecture
+/// blog's formula): uniform in [0, min(max_delay, base_delay * 2^(n-1))],
+/// drawn from a std::mt19937_64 (seeded from `seed`, or randomly). A failure
+/// that says how long to wait (retry_after, e.g. HTTP 429 Retry-After) waits
+/// at least that long.
+struct retry_policy {
+  /// Attempts in all, the first included (1 = no retry).
+  unsigned max_attempts = 3;
+  duration base_delay = std::chrono::milliseconds(100);
+  duration max_delay = std::chrono::seconds(10);
+  /// Bounds all attempts and sleeps together; zero means none. A retry whose
+  /// sleep would end past it is not started: the last error is rethrown.
+  duration overall_timeout = duration::zero();
+  /// Which failures are worth another attempt. Default: kinds "timeout" and
+  /// "connect" (retry_on_kinds). Cancellation is never retried.
+  std::function<bool(const std::exception_ptr&)> retryable;
+  /// A minimum wait the failure asks for (null or nullopt: none).
+  std::function<std::optional<duration>(const std::exception_ptr&)> retry_after;
+  /// Called before each retry's sleep: attempt just failed (1-based), its
+  /// error, the delay chosen.
+  std::function<void(unsigned, const std::exception_ptr&, duration)> on_retry;
+  /// Seed for the jitter (tests); nullopt draws one from std::random_device.
+  std::optional<std::uint64_t> seed;
+};
+
+/// A retryable() predicate accepting spindle errors of the given kinds.
+[[nodiscard]] std::function<bool(const std::exception_ptr&)> retry_on_kinds(std::vector<std::string> kinds);
+
+namespace detail {
+/// The full-jitter backoff sequence of a policy (shared with tests).
+class backoff {
+ public:
+  explicit backoff(const retry_policy& p);
+  /// Delay after `failed_attempt` (1-based) failed.
+  [[nodiscard]] duration next(unsigned failed_attempt);
+
+ private:
+  duration base_, cap_;
+  std::mt19937_64 rng_;
+};
+[[nodiscard]] bool should_retry(const retry_policy& p, const std::exception_ptr& e);
+[[nodiscard]] duration retry_delay(const retry_policy& p, backoff& b, unsigned attempt,
+                                   const std::exception_ptr& e);
+
+template <class R, class F>
+task<R> retry_loop(retry_policy p, F make, time_point deadline) {
+  backoff b(p);
+  for (unsigned attempt = 1;; ++attempt) {
+    std::exception_ptr failure;
+    try {
+      co_return co_await make();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    if (attempt >= p.max_attempts || !should_retry(p, failure)) std::rethrow_exception(failure);
+    duration delay = retry_delay(p, b, attempt, failure);
+    if (deadline != time_point::max() && current_task("retry").loop().now() + delay >= deadline) {
+      std::rethrow_exception(failure);  // the next attempt could not finish in time
+    }
+    if (p.on_retry) p.on_retry(attempt, failure, delay);
+    co_await sleep_for(delay);
+  }
+}
+}  // namespace detail
+
+/// Awaits `make()` (a callable returning a fresh task each time) until it
+/// succeeds, a failure is not retryable, the attempts run out, or the
+/// overall timeout would be passed; then rethrows the last failure (or
+/// timeout_error if the overall timeout expires during an attempt).
+///
+///     auto body = co_await retry({.max_attempts = 5}, [&] { return fetch(url); });
+///
+/// **Thread safety:** await inside a task on a loop.
+/// **Cancellation:** every attempt and every sleep is a cancellation point;
+/// cancellation is rethrown at once, never retried.
+template <class F>
+auto retry(retry_policy policy, F make) -> task<detail::await_result_t<std::invoke_result_t<F&>>> {
+  using R = detail::await_result_t<std::invoke_result_t<F&>>;
+  if (policy.overall_timeout > duration::zero()) {
+    const duration overall = policy.overall_timeout;
+    const time_point deadline = detail::deadline_after(overall);
+    co_return co_await with_timeout(overall,
+                                    detail::retry_loop<R>(std::move(policy), std::move(make), deadline));
+  }
+  co_return co_await detail::retry_loop<R>(std::move(policy), std::move(make), time_point::max());
+}
+
+}  // namespace spindle

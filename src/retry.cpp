@@ -1,0 +1,53 @@
+#include "spindle/retry.hpp"
+
+#include <algorithm>
+
+#include "spindle/error.hpp"
+#include "spindle/event_loop.hpp"
+#include "spindle/outcome.hpp"
+
+namespace spindle {
+
+std::function<bool(const std::exception_ptr&)> retry_on_kinds(std::vector<std::string> kinds) {
+  return [kinds = std::move(kinds)](const std::exception_ptr& e) {
+    const std::string k = detail::error_kind(e);
+    return std::find(kinds.begin(), kinds.end(), k) != kinds.end();
+  };
+}
+
+namespace detail {
+
+backoff::backoff(const retry_policy& p)
+    : base_(p.base_delay), cap_(p.max_delay), rng_(p.seed ? *p.seed : std::random_device{}()) {}
+
+duration backoff::next(unsigned failed_attempt) {
+  // base * 2^(n-1), saturating at the cap (and before overflowing).
+  duration upper = base_;
+  for (unsigned i = 1; i < failed_attempt && upper < cap_; ++i) upper *= 2;
+  if (upper > cap_) upper = cap_;
+  if (upper <= duration::zero()) return duration::zero();
+  // Full jitter: uniform in [0, upper]. Modulo keeps the draw reproducible
+  // across standard libraries (mt19937_64's output is specified; the
+  // distributions' algorithms are not); its bias is below 2^-40 here.
+  const auto span = static_cast<std::uint64_t>(upper.count()) + 1;
+  return duration(static_cast<duration::rep>(rng_() % span));
+}
+
+bool should_retry(const retry_policy& p, const std::exception_ptr& e) {
+  if (is_cancellation(e)) return false;
+  if (current_task("retry").cancel_requested()) return false;
+  if (p.retryable) return p.retryable(e);
+  static const auto by_default = retry_on_kinds({"timeout", "connect"});
+  return by_default(e);
+}
+
+duration retry_delay(const retry_policy& p, backoff& b, unsigned attempt, const std::exception_ptr& e) {
+  duration d = b.next(attempt);
+  if (p.retry_after) {
+    if (std::optional<duration> at_least = p.retry_after(e); at_least && *at_least > d) d = *at_least;
+  }
+  return d;
+}
+
+}  // namespace detail
+}  // namespace spindle
