@@ -33,6 +33,8 @@ duration backoff::next(unsigned failed_attempt) {
   return duration(static_cast<duration::rep>(rng_() % span));
 }
 
+time_point task_now() { return current_task("retry").loop().now(); }
+
 bool should_retry(const retry_policy& p, const std::exception_ptr& e) {
   if (is_cancellation(e)) return false;
   if (current_task("retry").cancel_requested()) return false;

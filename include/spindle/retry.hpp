@@ -63,6 +63,8 @@ class backoff {
   duration base_, cap_;
   std::mt19937_64 rng_;
 };
+/// The running task's loop clock (keeps event_loop out of this header).
+[[nodiscard]] time_point task_now();
 [[nodiscard]] bool should_retry(const retry_policy& p, const std::exception_ptr& e);
 [[nodiscard]] duration retry_delay(const retry_policy& p, backoff& b, unsigned attempt,
                                    const std::exception_ptr& e);
@@ -79,7 +81,7 @@ task<R> retry_loop(retry_policy p, F make, time_point deadline) {
     }
     if (attempt >= p.max_attempts || !should_retry(p, failure)) std::rethrow_exception(failure);
     duration delay = retry_delay(p, b, attempt, failure);
-    if (deadline != time_point::max() && current_task("retry").loop().now() + delay >= deadline) {
+    if (deadline != time_point::max() && task_now() + delay >= deadline) {
       std::rethrow_exception(failure);  // the next attempt could not finish in time
     }
     if (p.on_retry) p.on_retry(attempt, failure, delay);
