@@ -55,6 +55,13 @@ struct fanout_state {
   fanout_options opts;
   std::size_t next_index = 0;
   std::vector<std::optional<outcome<T>>> results;
+
+  /// Where an item's outcome goes: its slot in input order.
+  std::suspend_never deliver(std::size_t index, outcome<T>&& o) {
+    if (results.size() <= index) results.resize(index + 1);
+    results[index].emplace(std::move(o));
+    return {};
+  }
 };
 
 /// Runs one item, bounded by the per-item timeout.
@@ -64,57 +71,81 @@ task<T> run_item(task<T> t, duration per_item_timeout) {
   co_return co_await std::move(t);
 }
 
-/// A window slot: takes the next input, runs it, stores its outcome, repeats.
-/// `settle`: an item's failure becomes its outcome (gather_settled) instead
-/// of failing the worker (gather, which then cancels the group).
-template <bool settle, class State, class T>
+/// Takes the next input (synchronously, before the first suspension, so
+/// workers never see the same input) and runs it: with the retry policy if
+/// any (the input is copied, the factory called per attempt), each attempt
+/// bounded by the per-item timeout. A throw from the factory is the item's
+/// failure.
+template <class T, class State>
+task<T> next_item(State& st) {
+  if (st.opts.retry) {
+    std::remove_cvref_t<decltype(*st.it)> input = *st.it;
+    ++st.it;
+    auto attempt = [&] { return run_item(st.fn(input), st.opts.per_item_timeout); };
+    co_return co_await retry(*st.opts.retry, attempt);
+  }
+  std::optional<task<T>> t;
+  std::exception_ptr failure;
+  try {
+    t.emplace(st.fn(*st.it));
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  ++st.it;
+  if (failure) std::rethrow_exception(failure);
+  co_return co_await run_item(std::move(*t), st.opts.per_item_timeout);
+}
+
+/// A window slot: takes the next input, runs it, delivers its outcome,
+/// repeats. `settle`: an item's failure becomes its outcome (gather_settled,
+/// as_completed) instead of failing the worker (gather, whose group then
+/// cancels the rest).
+template <bool settle, class T, class State>
 task<void> fanout_worker(State& st) {
   while (st.it != st.end) {
     const std::size_t index = st.next_index++;
-    if (st.results.size() <= index) st.results.resize(index + 1);
+    std::optional<outcome<T>> o;
     std::exception_ptr failure;
-    if (st.opts.retry) {
-      // Copy the input: every attempt makes a fresh task from it.
-      std::remove_cvref_t<decltype(*st.it)> input = *st.it;
-      ++st.it;
-      try {
-        auto attempt = [&] { return run_item(st.fn(input), st.opts.per_item_timeout); };
-        if constexpr (std::is_void_v<T>) {
-          co_await retry(*st.opts.retry, attempt);
-          st.results[index].emplace();
-        } else {
-          st.results[index].emplace(co_await retry(*st.opts.retry, attempt));
-        }
-        continue;
-      } catch (...) {
-        failure = std::current_exception();
+    try {
+      if constexpr (std::is_void_v<T>) {
+        co_await next_item<T>(st);
+        o.emplace();
+      } else {
+        o.emplace(co_await next_item<T>(st));
       }
-    } else {
-      std::optional<task<T>> t;
-      try {
-        t.emplace(st.fn(*st.it));  // a throw from fn is that item's failure
-      } catch (...) {
-        failure = std::current_exception();
-      }
-      ++st.it;
-      if (!failure) {
-        try {
-          if constexpr (std::is_void_v<T>) {
-            co_await run_item(std::move(*t), st.opts.per_item_timeout);
-            st.results[index].emplace();
-          } else {
-            st.results[index].emplace(co_await run_item(std::move(*t), st.opts.per_item_timeout));
-          }
-          continue;
-        } catch (...) {
-          failure = std::current_exception();
-        }
-      }
+    } catch (...) {
+      failure = std::current_exception();
     }
-    // The whole fan-out being cancelled is not an item outcome: propagate.
-    if (!settle || current_task("gather").cancel_requested()) std::rethrow_exception(failure);
-    st.results[index].emplace(failure);
+    if (failure) {
+      // The whole fan-out being cancelled is not an item outcome: propagate.
+      if (!settle || current_task("gather").cancel_requested()) std::rethrow_exception(failure);
+      o.emplace(failure);
+    }
+    co_await st.deliver(index, std::move(*o));
   }
+}
+
+/// How many window slots: the limit, or one per input when unlimited.
+template <class R>
+std::size_t window_size(R& inputs, const fanout_options& opts) {
+  std::size_t workers = opts.limit == 0 ? static_cast<std::size_t>(-1) : opts.limit;
+  if constexpr (std::ranges::sized_range<R>) {
+    const auto n = static_cast<std::size_t>(std::ranges::size(inputs));
+    if (workers > n) workers = n;
+  } else if (opts.limit == 0) {
+    // Unsized and unlimited: one slot per input means counting them first.
+    workers = static_cast<std::size_t>(std::ranges::distance(inputs));
+  }
+  return workers;
+}
+
+/// Runs the workers of `st` in a task group.
+template <bool settle, class T, class State>
+task<void> run_window(State& st, std::size_t workers) {
+  co_await with_task_group([&](task_group& g) -> task<void> {
+    for (std::size_t w = 0; w < workers; ++w) g.spawn(fanout_worker<settle, T>(st), "fanout-worker");
+    co_return;
+  });
 }
 
 template <bool settle, class R, class F>
@@ -123,22 +154,10 @@ auto fanout(R&& inputs, F fn, fanout_options opts)
   using T = fanout_result_t<F, std::ranges::range_reference_t<R>>;
   using It = std::ranges::iterator_t<R>;
   using Sentinel = std::ranges::sentinel_t<R>;
+  const std::size_t workers = window_size(inputs, opts);
   fanout_state<It, Sentinel, F, T> st{std::ranges::begin(inputs), std::ranges::end(inputs), fn, opts, 0, {}};
-  std::size_t workers = opts.limit == 0 ? static_cast<std::size_t>(-1) : opts.limit;
-  if constexpr (std::ranges::sized_range<R>) {
-    const auto n = static_cast<std::size_t>(std::ranges::size(inputs));
-    st.results.reserve(n);
-    if (workers > n) workers = n;
-  } else if (opts.limit == 0) {
-    // Unsized and unlimited: one slot per input means counting them first.
-    workers = static_cast<std::size_t>(std::ranges::distance(inputs));
-    st.it = std::ranges::begin(inputs);
-  }
-  co_await with_task_group([&](task_group& g) -> task<void> {
-    for (std::size_t w = 0; w < workers; ++w)
-      g.spawn(fanout_worker<settle, decltype(st), T>(st), "fanout-worker");
-    co_return;
-  });
+  if constexpr (std::ranges::sized_range<R>) st.results.reserve(std::ranges::size(inputs));
+  co_await run_window<settle, T>(st, workers);
   std::vector<outcome<T>> out;
   out.reserve(st.results.size());
   for (auto& r : st.results) {

@@ -2,6 +2,7 @@
 /// \file
 /// Umbrella header: the whole public API of spindle's core.
 
+#include "spindle/as_completed.hpp"
 #include "spindle/async_fd.hpp"
 #include "spindle/cancel_scope.hpp"
 #include "spindle/channel.hpp"
@@ -10,6 +11,7 @@
 #include "spindle/error.hpp"
 #include "spindle/event.hpp"
 #include "spindle/event_loop.hpp"
+#include "spindle/first_of.hpp"
 #include "spindle/gather.hpp"
 #include "spindle/join_handle.hpp"
 #include "spindle/mutex.hpp"

@@ -1,0 +1,108 @@
+#pragma once
+/// \file
+/// as_completed: the outcomes of a fan-out, as the items finish.
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <utility>
+
+#include "spindle/channel.hpp"
+#include "spindle/event_loop.hpp"
+#include "spindle/gather.hpp"
+
+namespace spindle {
+
+/// One finished item: its input position and its outcome.
+template <class T>
+struct completion {
+  std::size_t index;
+  outcome<T> result;
+};
+
+namespace detail {
+
+template <class V, class F, class T>
+struct stream_state {
+  V inputs;  // owns rvalue ranges (owning_view), refers to lvalues (ref_view)
+  F fn;
+  fanout_options opts;
+  channel<completion<T>> out;
+  stream_state(V v, F f, fanout_options o)
+      : inputs(std::move(v)),
+        fn(std::move(f)),
+        opts(o),
+        out(o.limit == 0 ? static_cast<std::size_t>(-1) : o.limit, "as_completed") {}
+};
+
+/// Workers deliver into the channel (waiting when the consumer lags: the
+/// window then stops moving, which bounds memory).
+template <class It, class Sentinel, class F, class T>
+struct stream_fanout_state : fanout_state<It, Sentinel, F, T> {
+  channel<completion<T>>* out;
+  auto deliver(std::size_t index, outcome<T>&& o) { return out->send(completion<T>{index, std::move(o)}); }
+};
+
+template <class T, class S>
+task<void> stream_driver(std::shared_ptr<S> s) {
+  using It = std::ranges::iterator_t<decltype(s->inputs)>;
+  using Sentinel = std::ranges::sentinel_t<decltype(s->inputs)>;
+  const std::size_t workers = window_size(s->inputs, s->opts);
+  stream_fanout_state<It, Sentinel, decltype(s->fn), T> st{
+      {std::ranges::begin(s->inputs), std::ranges::end(s->inputs), s->fn, s->opts, 0, {}}, &s->out};
+  try {
+    co_await run_window<true, T>(st, workers);
+  } catch (...) {
+    s->out.close();
+    throw;
+  }
+  s->out.close();
+}
+
+}  // namespace detail
+
+/// The stream returned by as_completed: `co_await next()` until nullopt.
+///
+/// **Thread safety:** one loop's tasks only.
+/// **Cancellation:** next() is a cancellation point. Destroying the stream
+/// before the end cancels the items still running.
+template <class T>
+class completion_stream {
+ public:
+  completion_stream(std::shared_ptr<void> state, channel<completion<T>>* out, join_handle<void> driver)
+      : state_(std::move(state)), out_(out), driver_(std::move(driver)) {}
+  completion_stream(completion_stream&&) noexcept = default;
+  completion_stream& operator=(completion_stream&&) = delete;
+  ~completion_stream() {
+    if (driver_.valid() && !driver_.done()) driver_.cancel();
+  }
+
+  /// The next finished item, or nullopt when every item has been delivered.
+  [[nodiscard]] auto next() { return out_->receive(); }
+
+ private:
+  std::shared_ptr<void> state_;  // keeps the inputs, the factory and the channel alive for the driver
+  channel<completion<T>>* out_;
+  join_handle<void> driver_;
+};
+
+/// Runs `fn(input)` for every input (same options as gather_settled) and
+/// yields `completion{index, outcome}` in the order the items finish. Every
+/// input is delivered exactly once. An lvalue range must outlive the stream.
+///
+///     auto stream = as_completed(urls, fetch, {.limit = 64});
+///     while (auto done = co_await stream.next()) use(done->index, done->result);
+template <std::ranges::viewable_range R, class F>
+auto as_completed(R&& inputs, F fn, fanout_options opts = {}) {
+  using V = std::views::all_t<R>;
+  using T = detail::fanout_result_t<F, std::ranges::range_reference_t<V>>;
+  using S = detail::stream_state<V, F, T>;
+  auto state = std::make_shared<S>(std::views::all(std::forward<R>(inputs)), std::move(fn), opts);
+  event_loop& loop = detail::current_task("as_completed").loop();
+  auto driver = loop.spawn(detail::stream_driver<T>(state), "as_completed");
+  channel<completion<T>>* out = &state->out;
+  return completion_stream<T>(std::move(state), out, std::move(driver));
+}
+
+}  // namespace spindle

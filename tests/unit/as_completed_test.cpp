@@ -1,0 +1,130 @@
+#include "spindle/as_completed.hpp"
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "spindle/first_of.hpp"
+#include "spindle/sleep.hpp"
+
+namespace spindle {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct fixture {
+  manual_clock clock{manual_clock::mode::auto_advance};
+  event_loop loop{{.name = "stream", .clock = &clock}};
+  time_point start = clock.now();
+  duration elapsed() const { return clock.now() - start; }
+};
+
+TEST(AsCompleted, YieldsInCompletionOrderWithInputIndices) {
+  fixture f;
+  std::vector<int> delays{5, 1, 4, 2, 3};
+  auto item = [](int d) -> task<int> {
+    co_await sleep_for(std::chrono::seconds(d));
+    if (d == 4) throw std::runtime_error("four");
+    co_return d * 10;
+  };
+  auto main = [&]() -> task<std::vector<std::string>> {
+    std::vector<std::string> seen;
+    auto stream = as_completed(delays, item);
+    while (auto c = co_await stream.next()) {
+      seen.push_back(std::to_string(c->index) + ":" +
+                     (c->result.ok() ? std::to_string(c->result.value()) : c->result.error_message()) + "@" +
+                     std::to_string(f.elapsed() / 1s));
+    }
+    co_return seen;
+  };
+  EXPECT_EQ(f.loop.run(main()),
+            (std::vector<std::string>{"1:10@1", "3:20@2", "4:30@3", "2:four@4", "0:50@5"}));
+}
+
+TEST(AsCompleted, RespectsTheLimitAndDeliversEveryItemOnce) {
+  fixture f;
+  int in_flight = 0, peak = 0;
+  auto item = [&](int i) -> task<int> {
+    peak = std::max(peak, ++in_flight);
+    co_await sleep_for(std::chrono::milliseconds(1 + (i * 7) % 13));
+    --in_flight;
+    co_return i;
+  };
+  auto main = [&]() -> task<std::set<std::size_t>> {
+    std::set<std::size_t> indices;
+    auto stream = as_completed(std::views::iota(0, 500), item, {.limit = 8});
+    while (auto c = co_await stream.next()) {
+      EXPECT_EQ(c->result.value(), static_cast<int>(c->index));
+      EXPECT_TRUE(indices.insert(c->index).second) << "duplicate " << c->index;
+    }
+    co_return indices;
+  };
+  auto indices = f.loop.run(main());
+  EXPECT_EQ(indices.size(), 500u);
+  EXPECT_LE(peak, 8);
+}
+
+TEST(AsCompleted, DroppingTheStreamCancelsWhatIsRunning) {
+  fixture f;
+  int cancelled = 0;
+  auto item = [&](int i) -> task<int> {
+    try {
+      co_await sleep_for(std::chrono::seconds(i == 0 ? 1 : 100));
+    } catch (const cancelled_error&) {
+      ++cancelled;
+      throw;
+    }
+    co_return i;
+  };
+  std::vector<int> inputs{0, 1, 2, 3};
+  auto main = [&]() -> task<void> {
+    {
+      auto stream = as_completed(inputs, item);
+      auto first = co_await stream.next();
+      EXPECT_EQ(first->index, 0u);
+    }  // the consumer has what it needs
+    co_await sleep_for(1s);
+  };
+  f.loop.run(main());
+  EXPECT_EQ(cancelled, 3);
+  EXPECT_EQ(f.elapsed(), 2s);
+}
+
+TEST(FirstOf, FirstSuccessWinsAndOthersAreCancelled) {
+  fixture f;
+  int cancelled = 0;
+  auto mirror = [&](int id, int secs, bool fail) -> task<int> {
+    try {
+      co_await sleep_for(std::chrono::seconds(secs));
+    } catch (const cancelled_error&) {
+      ++cancelled;
+      throw;
+    }
+    if (fail) throw std::runtime_error("mirror " + std::to_string(id) + " down");
+    co_return id;
+  };
+  auto main = [&]() -> task<int> {
+    co_return co_await first_of(mirror(1, 5, false), mirror(2, 1, true), mirror(3, 2, false));
+  };
+  EXPECT_EQ(f.loop.run(main()), 3);  // 2 failed first, 3 succeeded next
+  EXPECT_EQ(cancelled, 1);
+  EXPECT_EQ(f.elapsed(), 2s);
+}
+
+TEST(FirstOf, AllFailingRethrows) {
+  fixture f;
+  auto bad = [](int i) -> task<int> {
+    co_await sleep_for(std::chrono::seconds(i));
+    throw std::runtime_error("bad " + std::to_string(i));
+  };
+  auto one = [&]() -> task<int> { co_return co_await first_of(bad(1)); };
+  EXPECT_THROW(f.loop.run(one()), std::runtime_error);
+  auto two = [&]() -> task<int> { co_return co_await first_of(bad(1), bad(2)); };
+  EXPECT_THROW(f.loop.run(two()), task_group_error);
+}
+
+}  // namespace
+}  // namespace spindle
