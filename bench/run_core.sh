@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the core-runtime benchmarks of spindle and its peers in one go and
-# prints a Markdown comparison (bench/compare.py).
+# Runs the core-runtime and fan-out benchmarks of spindle and its peers in
+# one go and prints Markdown comparisons (bench/compare.py).
 #
 #   bench/run_core.sh [repeats]     (default 5)
 #
@@ -44,4 +44,16 @@ if command -v cargo >/dev/null && [ -d /usr/share/cargo/registry/tokio-1.24.2 ] 
   build/peers/tokio/release/tokio_core --repeat "$repeats" --ops $threaded >>"$out/tokio.jsonl"
 fi
 
-$py bench/compare.py "$out/spindle_single.json" "$out/spindle_threaded.json" "$out"/*.jsonl | tee "$out/core.md"
+$py bench/compare.py "$out/spindle_single.json" "$out/spindle_threaded.json" "$out"/asyncio.jsonl \
+  "$out"/uvloop.jsonl "$out"/tokio.jsonl | tee "$out/core.md"
+
+# Fan-out and sync primitives (issue #3): spindle vs asyncio / uvloop, pinned.
+echo "fan-out..." >&2
+taskset -c 1 build/release/bench/fanout_bench --benchmark_repetitions="$repeats" --benchmark_format=json \
+  >"$out/spindle_fanout.json"
+taskset -c 1 $py bench/peers/asyncio_fanout.py --repeat "$repeats" >"$out/asyncio_fanout.jsonl"
+if $py -c 'import uvloop' 2>/dev/null; then
+  taskset -c 1 $py bench/peers/asyncio_fanout.py --uvloop --repeat "$repeats" >"$out/uvloop_fanout.jsonl"
+fi
+echo
+$py bench/compare.py "$out/spindle_fanout.json" "$out"/*_fanout.jsonl | tee "$out/fanout.md"

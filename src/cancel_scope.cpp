@@ -35,6 +35,10 @@ time_point deadline_after(duration d) {
 
 void throw_timeout(duration d) {
   if (d == duration::zero()) throw timeout_error("deadline expired");
+  if (d < std::chrono::milliseconds(1)) {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    throw timeout_error("timed out after " + std::to_string(us) + " us");
+  }
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
   throw timeout_error("timed out after " + std::to_string(ms) + " ms");
 }

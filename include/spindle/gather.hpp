@@ -117,8 +117,11 @@ task<void> fanout_worker(State& st) {
       failure = std::current_exception();
     }
     if (failure) {
-      // The whole fan-out being cancelled is not an item outcome: propagate.
-      if (!settle || current_task("gather").cancel_requested()) std::rethrow_exception(failure);
+      // Once the fan-out itself is cancelled (from outside, or by gather's
+      // first failure), what items throw is a consequence, not an outcome:
+      // the fan-out ends with cancelled_error (or gather's first failure).
+      if (current_task("gather").cancel_requested()) throw cancelled_error();
+      if (!settle) std::rethrow_exception(failure);
       o.emplace(failure);
     }
     co_await st.deliver(index, std::move(*o));
