@@ -360,13 +360,13 @@ void event_loop::fire_timers() {
   }
 }
 
-int event_loop::compute_timeout(int cap) {
-  int t = compute_timeout_uncapped();
+std::int64_t event_loop::compute_timeout(std::int64_t cap) {
+  std::int64_t t = compute_timeout_uncapped();
   if (cap >= 0 && (t == -1 || t > cap)) t = cap;
   return t;
 }
 
-int event_loop::compute_timeout_uncapped() {
+std::int64_t event_loop::compute_timeout_uncapped() {
   if (ready_size_ != 0 || inbox_.load(std::memory_order_relaxed) != nullptr ||
       stop_requested_.load(std::memory_order_relaxed)) {
     return 0;
@@ -376,17 +376,42 @@ int event_loop::compute_timeout_uncapped() {
   const time_point now_tp = now();
   if (t->deadline <= now_tp) return 0;
   if (clock_ != nullptr && clock_->is_manual()) return -2;  // see run_once
-  auto left = t->deadline - now_tp;
-  // Round up: waking before the deadline would only spin.
-  auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
-  return ms > 1'000'000 ? 1'000'000 : static_cast<int>(ms);
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t->deadline - now_tp).count();
 }
 
-void event_loop::poll_io(int timeout_ms) {
+namespace {
+// epoll_pwait2 (Linux 5.11) takes a nanosecond timeout, so a 250 us sleep
+// is not rounded up to epoll_wait's millisecond. Older kernels: ENOSYS once,
+// then epoll_wait with the timeout rounded up (waking early would spin).
+std::atomic<bool> have_pwait2{true};
+
+int wait_for_events(int epfd, epoll_event* events, int max, std::int64_t timeout_ns) {
+  if (have_pwait2.load(std::memory_order_relaxed)) {
+    timespec ts{};
+    timespec* tsp = nullptr;
+    if (timeout_ns >= 0) {
+      ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000);
+      ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000);
+      tsp = &ts;
+    }
+    int n = ::epoll_pwait2(epfd, events, max, tsp, nullptr);
+    if (n >= 0 || errno != ENOSYS) return n;
+    have_pwait2.store(false, std::memory_order_relaxed);
+  }
+  int ms = -1;
+  if (timeout_ns >= 0) {
+    std::int64_t up = (timeout_ns + 999'999) / 1'000'000;
+    ms = up > 1'000'000 ? 1'000'000 : static_cast<int>(up);
+  }
+  return ::epoll_wait(epfd, events, max, ms);
+}
+}  // namespace
+
+void event_loop::poll_io(std::int64_t timeout_ns) {
   epoll_event events[max_events];
   ++stats_.polls;
   since_poll_ = 0;
-  int n = ::epoll_wait(epoll_fd_, events, max_events, timeout_ms);
+  int n = wait_for_events(epoll_fd_, events, max_events, timeout_ns);
   if (n < 0) {
     if (errno == EINTR) return;
     throw system_error("epoll_wait", errno);
@@ -405,11 +430,11 @@ void event_loop::poll_io(int timeout_ms) {
   drain_remote();
 }
 
-void event_loop::run_once(int max_block_ms) {
+void event_loop::run_once(std::int64_t max_block_ns) {
   ++stats_.iterations;
   if (inbox_.load(std::memory_order_relaxed) != nullptr) drain_remote();
   if (ready_size_ == 0) {
-    int timeout = compute_timeout(max_block_ms);
+    std::int64_t timeout = compute_timeout(max_block_ns);
     if (timeout == -2) {
       // Manual clock with a future timer: look at I/O without blocking; if
       // still idle, an auto-advancing clock jumps to the timer, otherwise we
@@ -417,7 +442,7 @@ void event_loop::run_once(int max_block_ms) {
       poll_io(0);
       if (ready_size_ == 0 && !stop_requested_.load(std::memory_order_relaxed)) {
         detail::timer_entry* t = timers_.top();
-        if (t != nullptr && t->deadline > now() && !clock_->advance_idle(t->deadline)) poll_io(max_block_ms);
+        if (t != nullptr && t->deadline > now() && !clock_->advance_idle(t->deadline)) poll_io(max_block_ns);
       }
     } else {
       poll_io(timeout);
@@ -445,7 +470,7 @@ void event_loop::shutdown_tasks() {
   for (;;) {
     auto left = grace_end - std::chrono::steady_clock::now();
     if (live_head_ == nullptr || left <= duration::zero()) break;
-    run_once(static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count()));
+    run_once(std::chrono::duration_cast<std::chrono::nanoseconds>(left).count());
   }
   while (detail::task_node* t = live_head_) {
     report({diagnostic::kind::abandoned_task, opts_.name, t->name(), t->where(),

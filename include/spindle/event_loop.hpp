@@ -188,14 +188,14 @@ class event_loop {
   void enter_run(const char* method);
   void leave_run() noexcept;
   // One turn: inbox, I/O poll, timers, a batch of ready entries.
-  // `max_block_ms` caps how long it may wait for I/O (-1: no cap).
-  void run_once(int max_block_ms = -1);
-  void poll_io(int timeout_ms);
+  // `max_block_ns` caps how long it may wait for I/O (-1: no cap).
+  void run_once(std::int64_t max_block_ns = -1);
+  void poll_io(std::int64_t timeout_ns);  // -1: until an event
   void fire_timers();
-  // Milliseconds to wait in epoll; -1 forever; -2 "manual clock, timer in
+  // Nanoseconds to wait in epoll; -1 forever; -2 "manual clock, timer in
   // the future" (run_once decides).
-  int compute_timeout(int cap);
-  int compute_timeout_uncapped();
+  std::int64_t compute_timeout(std::int64_t cap);
+  std::int64_t compute_timeout_uncapped();
   // Cancels every live task and runs until they end or the grace expires.
   void shutdown_tasks();
   // Drives run(): until `main` is done or stop(), then shutdown_tasks().

@@ -35,7 +35,7 @@ struct fanout_options {
   duration per_item_timeout = duration::zero();
   /// Retries of an item's failures (each attempt gets per_item_timeout; the
   /// factory is called again for every attempt).
-  std::optional<retry_policy> retry;
+  std::optional<retry_policy> retry{};
 };
 
 namespace detail {

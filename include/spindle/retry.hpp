@@ -38,14 +38,14 @@ struct retry_policy {
   duration overall_timeout = duration::zero();
   /// Which failures are worth another attempt. Default: kinds "timeout" and
   /// "connect" (retry_on_kinds). Cancellation is never retried.
-  std::function<bool(const std::exception_ptr&)> retryable;
+  std::function<bool(const std::exception_ptr&)> retryable{};
   /// A minimum wait the failure asks for (null or nullopt: none).
-  std::function<std::optional<duration>(const std::exception_ptr&)> retry_after;
+  std::function<std::optional<duration>(const std::exception_ptr&)> retry_after{};
   /// Called before each retry's sleep: attempt just failed (1-based), its
   /// error, the delay chosen.
-  std::function<void(unsigned, const std::exception_ptr&, duration)> on_retry;
+  std::function<void(unsigned, const std::exception_ptr&, duration)> on_retry{};
   /// Seed for the jitter (tests); nullopt draws one from std::random_device.
-  std::optional<std::uint64_t> seed;
+  std::optional<std::uint64_t> seed{};
 };
 
 /// A retryable() predicate accepting spindle errors of the given kinds.

@@ -48,7 +48,9 @@ void run_loop(int id, std::atomic<bool>& done, loop_result& r) {
     r.outcomes += static_cast<long>(out.size());
     r.expected_outcomes += n;
     for (std::size_t i = 0; i < out.size(); ++i) {
-      if (out[i].ok()) EXPECT_EQ(out[i].value(), static_cast<int>(i));
+      if (out[i].ok()) {
+        EXPECT_EQ(out[i].value(), static_cast<int>(i));
+      }
     }
   };
   auto main = [&]() -> task<void> {
