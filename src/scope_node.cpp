@@ -26,8 +26,7 @@ void scope_node::attach(event_loop& loop, scope_node* parent, bool shield, time_
   attached_ = true;
 }
 
-void scope_node::detach() noexcept {
-  if (!attached_) return;
+void scope_node::detach_linked() noexcept {
   attached_ = false;
   if (timer_.queued()) loop_access::remove_timer(*loop_, &timer_);
   if (parent_ != nullptr) {
@@ -90,23 +89,6 @@ void scope_node::remove_task(task_node* t) noexcept {
   }
   if (t->scope_next != nullptr) t->scope_next->scope_prev = t->scope_prev;
   t->scope_prev = t->scope_next = nullptr;
-}
-
-bool scope_node::effectively_cancelled(const scope_node* s) noexcept {
-  for (; s != nullptr; s = s->parent_) {
-    if (s->cancelled_) return true;
-    if (s->shield_) return false;
-  }
-  return false;
-}
-
-time_point scope_node::effective_deadline(const scope_node* s) noexcept {
-  time_point d = no_deadline;
-  for (; s != nullptr; s = s->parent_) {
-    if (s->deadline_ < d) d = s->deadline_;
-    if (s->shield_) break;
-  }
-  return d;
 }
 
 }  // namespace spindle::detail

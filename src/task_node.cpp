@@ -9,7 +9,7 @@ task_node::task_node(event_loop& loop, std::coroutine_handle<> root, promise_bas
                      std::source_location where) noexcept
     : loop_(&loop), root_(root), promise_(&promise), resume_(root), name_(std::move(name)), where_(where) {
   run_ready = &task_node::run;
-  root_scope_.attach(loop, nullptr, false, scope_node::no_deadline);
+  root_scope_.attach_root(loop);
   root_scope_.add_task(this);
 }
 

@@ -47,8 +47,20 @@ class scope_node {
 
   /// Attaches under `parent` (may be null for a root) on `loop`.
   void attach(event_loop& loop, scope_node* parent, bool shield, time_point deadline);
+  /// A root scope with no deadline: the common case of every spawned task.
+  void attach_root(event_loop& loop) noexcept {
+    loop_ = &loop;
+    attached_ = true;
+  }
   /// Detaches from the parent and removes the deadline timer.
-  void detach() noexcept;
+  void detach() noexcept {
+    if (!attached_) return;
+    if (parent_ == nullptr && !timer_.queued()) {
+      attached_ = false;  // a plain root scope: nothing is linked
+      return;
+    }
+    detach_linked();
+  }
 
   /// A stop_token that is stop-requested when this scope (or an enclosing
   /// unshielded one) is cancelled. Created on first use.
@@ -61,14 +73,28 @@ class scope_node {
   [[nodiscard]] scope_node* parent() const noexcept { return parent_; }
 
   /// True if a scope on the path from `s` outwards (up to the first shield)
-  /// is cancelled (invariant 3).
-  [[nodiscard]] static bool effectively_cancelled(const scope_node* s) noexcept;
+  /// is cancelled (invariant 3). Inline: every cancellable await asks.
+  [[nodiscard]] static bool effectively_cancelled(const scope_node* s) noexcept {
+    for (; s != nullptr; s = s->parent_) {
+      if (s->cancelled_) return true;
+      if (s->shield_) return false;
+    }
+    return false;
+  }
   /// The earliest deadline on that same path (time_point::max() if none).
-  [[nodiscard]] static time_point effective_deadline(const scope_node* s) noexcept;
+  [[nodiscard]] static time_point effective_deadline(const scope_node* s) noexcept {
+    time_point d = time_point::max();
+    for (; s != nullptr; s = s->parent_) {
+      if (s->deadline_ < d) d = s->deadline_;
+      if (s->shield_) break;
+    }
+    return d;
+  }
 
   static constexpr time_point no_deadline = time_point::max();
 
  private:
+  void detach_linked() noexcept;
   void propagate() noexcept;  // interrupt tasks and child scopes (invariant 4)
   static void on_deadline(timer_entry* e) noexcept;
 
