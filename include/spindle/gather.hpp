@@ -78,11 +78,17 @@ task<T> run_item(task<T> t, duration per_item_timeout) {
 /// failure.
 template <class T, class State>
 task<T> next_item(State& st) {
-  if (st.opts.retry) {
-    std::remove_cvref_t<decltype(*st.it)> input = *st.it;
-    ++st.it;
-    auto attempt = [&] { return run_item(st.fn(input), st.opts.per_item_timeout); };
-    co_return co_await retry(*st.opts.retry, attempt);
+  using input_t = std::remove_cvref_t<decltype(*st.it)>;
+  if constexpr (std::is_copy_constructible_v<input_t>) {
+    if (st.opts.retry) {
+      input_t input = *st.it;
+      ++st.it;
+      auto attempt = [&] { return run_item(st.fn(input), st.opts.per_item_timeout); };
+      co_return co_await retry(*st.opts.retry, attempt);
+    }
+  } else {
+    if (st.opts.retry)
+      throw usage_error("fan-out retry needs copyable inputs (each attempt remakes the task)");
   }
   std::optional<task<T>> t;
   std::exception_ptr failure;
@@ -226,6 +232,31 @@ auto gather(R&& inputs, F fn, fanout_options opts = {})
     }
   }
   co_return values;
+}
+
+namespace detail {
+/// The factory for a vector of ready-made tasks: hands each one out once.
+struct take_task {
+  template <class T>
+  task<T> operator()(task<T>& t) const noexcept {
+    return std::move(t);
+  }
+};
+}  // namespace detail
+
+/// gather_settled over tasks already made (their frames exist already: for
+/// large fan-outs prefer the range + factory form, which makes them lazily).
+template <class T>
+task<std::vector<outcome<T>>> gather_settled(std::vector<task<T>> tasks, fanout_options opts = {}) {
+  if (opts.retry) throw usage_error("retry needs a factory: a finished task cannot be run again");
+  co_return co_await gather_settled(tasks, detail::take_task{}, opts);
+}
+
+/// gather over tasks already made.
+template <class T>
+task<std::vector<detail::stored_t<T>>> gather(std::vector<task<T>> tasks, fanout_options opts = {}) {
+  if (opts.retry) throw usage_error("retry needs a factory: a finished task cannot be run again");
+  co_return co_await gather(tasks, detail::take_task{}, opts);
 }
 
 /// Fail-fast gather of a fixed set of tasks of possibly different types:

@@ -223,6 +223,30 @@ TEST(Gather, FirstErrorCancelsSiblingsAndIsRethrown) {
   EXPECT_EQ(f.elapsed(), 1s);
 }
 
+TEST(Gather, VectorOfReadyMadeTasks) {
+  fixture f;
+  auto item = [](int i) -> task<int> {
+    co_await sleep_for(std::chrono::seconds(3 - i));
+    if (i == 1) throw std::runtime_error("one");
+    co_return i;
+  };
+  auto main = [&]() -> task<void> {
+    std::vector<task<int>> tasks;
+    for (int i = 0; i < 3; ++i) tasks.push_back(item(i));
+    auto out = co_await gather_settled(std::move(tasks), {.limit = 2});
+    EXPECT_EQ(out.size(), 3u);
+    EXPECT_EQ(out[0].value(), 0);
+    EXPECT_EQ(out[1].error_message(), "one");
+    EXPECT_EQ(out[2].value(), 2);
+    std::vector<task<int>> ok;
+    ok.push_back(item(0));
+    ok.push_back(item(2));
+    std::vector<int> values = co_await gather(std::move(ok));
+    EXPECT_EQ(values, (std::vector<int>{0, 2}));
+  };
+  f.loop.run(main());
+}
+
 TEST(Gather, VariadicTasksOfDifferentTypes) {
   fixture f;
   auto num = []() -> task<int> {
