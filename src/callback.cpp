@@ -2,6 +2,7 @@
 
 #include "detail/loop_access.hpp"
 #include "spindle/event_loop.hpp"
+#include "spindle/outcome.hpp"
 #include "spindle/timer_handle.hpp"
 
 namespace spindle::detail {
@@ -9,14 +10,8 @@ namespace spindle::detail {
 namespace {
 void report_callback_failure(event_loop& loop) noexcept {
   std::exception_ptr e = std::current_exception();
-  std::string what = "unknown exception";
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    what = ex.what();
-  } catch (...) {
-  }
-  loop.report({diagnostic::kind::callback_failure, loop.name(), {}, {}, "callback threw: " + what, e});
+  loop.report(
+      {diagnostic::kind::callback_failure, loop.name(), {}, {}, "callback threw: " + error_message(e), e});
 }
 }  // namespace
 

@@ -2,24 +2,13 @@
 
 #include "detail/loop_access.hpp"
 #include "spindle/event_loop.hpp"
+#include "spindle/outcome.hpp"
 
 namespace spindle {
 
-namespace {
-std::string describe(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    return ex.what();
-  } catch (...) {
-    return "unknown exception";
-  }
-}
-}  // namespace
-
 task_group_error::task_group_error(std::vector<std::exception_ptr> errors)
     : error(std::to_string(errors.size()) +
-            " tasks of a task group failed; first: " + describe(errors.front())),
+            " tasks of a task group failed; first: " + detail::error_message(errors.front())),
       errors_(std::move(errors)) {}
 
 task_group::task_group()

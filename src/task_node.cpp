@@ -2,6 +2,7 @@
 
 #include "detail/loop_access.hpp"
 #include "spindle/event_loop.hpp"
+#include "spindle/outcome.hpp"
 
 namespace spindle::detail {
 
@@ -94,15 +95,8 @@ void task_node::report_unobserved() noexcept {
   const std::exception_ptr& e = exception();
   if (!e || is_cancellation(e)) return;
   observed_ = true;
-  std::string what = "unknown exception";
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    what = ex.what();
-  } catch (...) {
-  }
   loop_->report({diagnostic::kind::unobserved_failure, loop_->name(), name_, where_,
-                 "task failed and nobody awaited it: " + what, e});
+                 "task failed and nobody awaited it: " + error_message(e), e});
 }
 
 void promise_base::notify_root_done(task_node* node) noexcept { node->on_root_done(); }

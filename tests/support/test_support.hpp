@@ -7,10 +7,20 @@
 #include <string>
 #include <vector>
 
+#include "spindle/clock.hpp"
 #include "spindle/diagnostics.hpp"
 #include "spindle/event_loop.hpp"
 
 namespace spindle::test {
+
+/// A loop on an auto-advancing manual clock: timers fire in order without
+/// the test ever sleeping, and elapsed() is exact.
+struct manual_loop {
+  manual_clock clock{manual_clock::mode::auto_advance};
+  event_loop loop{{.name = "test", .clock = &clock}};
+  time_point start = clock.now();
+  [[nodiscard]] duration elapsed() const { return clock.now() - start; }
+};
 
 /// Collects a loop's diagnostics instead of printing them.
 class diagnostic_log {

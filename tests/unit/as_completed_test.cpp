@@ -9,18 +9,14 @@
 
 #include "spindle/first_of.hpp"
 #include "spindle/sleep.hpp"
+#include "support/test_support.hpp"
 
 namespace spindle {
 namespace {
 
 using namespace std::chrono_literals;
 
-struct fixture {
-  manual_clock clock{manual_clock::mode::auto_advance};
-  event_loop loop{{.name = "stream", .clock = &clock}};
-  time_point start = clock.now();
-  duration elapsed() const { return clock.now() - start; }
-};
+using fixture = test::manual_loop;
 
 TEST(AsCompleted, YieldsInCompletionOrderWithInputIndices) {
   fixture f;

@@ -7,18 +7,14 @@
 
 #include "spindle/event_loop.hpp"
 #include "spindle/sleep.hpp"
+#include "support/test_support.hpp"
 
 namespace spindle {
 namespace {
 
 using namespace std::chrono_literals;
 
-struct fixture {
-  manual_clock clock{manual_clock::mode::auto_advance};
-  event_loop loop{{.name = "scopes", .clock = &clock}};
-  time_point start = clock.now();
-  duration elapsed() const { return clock.now() - start; }
-};
+using fixture = test::manual_loop;
 
 task<int> slow(duration d, int v) {
   co_await sleep_for(d);

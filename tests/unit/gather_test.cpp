@@ -11,18 +11,14 @@
 
 #include "spindle/event_loop.hpp"
 #include "spindle/sleep.hpp"
+#include "support/test_support.hpp"
 
 namespace spindle {
 namespace {
 
 using namespace std::chrono_literals;
 
-struct fixture {
-  manual_clock clock{manual_clock::mode::auto_advance};
-  event_loop loop{{.name = "fanout", .clock = &clock}};
-  time_point start = clock.now();
-  duration elapsed() const { return clock.now() - start; }
-};
+using fixture = test::manual_loop;
 
 // 10,000 items, 10% failing: exactly 10,000 outcomes, in input order.
 TEST(GatherSettled, TenThousandItemsTenPercentFailuresAllAccountedInOrder) {

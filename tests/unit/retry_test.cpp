@@ -9,18 +9,14 @@
 
 #include "spindle/event_loop.hpp"
 #include "spindle/gather.hpp"
+#include "support/test_support.hpp"
 
 namespace spindle {
 namespace {
 
 using namespace std::chrono_literals;
 
-struct fixture {
-  manual_clock clock{manual_clock::mode::auto_advance};
-  event_loop loop{{.name = "retry", .clock = &clock}};
-  time_point start = clock.now();
-  duration since_start() const { return clock.now() - start; }
-};
+using fixture = test::manual_loop;
 
 // The expected full-jitter schedule, computed independently.
 std::vector<duration> expected_delays(std::uint64_t seed, duration base, duration cap, int n) {
@@ -38,7 +34,7 @@ TEST(Retry, AttemptTimesFollowTheSeededSchedule) {
   fixture f;
   std::vector<duration> attempt_times;
   auto flaky = [&]() -> task<int> {
-    attempt_times.push_back(f.since_start());
+    attempt_times.push_back(f.elapsed());
     if (attempt_times.size() < 5) throw timeout_error("slow backend");
     co_return 42;
   };
@@ -93,7 +89,7 @@ TEST(Retry, CustomPredicateAndRetryAfter) {
   fixture f;
   std::vector<duration> at;
   auto failing = [&]() -> task<int> {
-    at.push_back(f.since_start());
+    at.push_back(f.elapsed());
     if (at.size() < 3) throw std::runtime_error("429");
     co_return 1;
   };
@@ -130,8 +126,8 @@ TEST(Retry, StopsAtTheOverallDeadlineWithoutASleepPastIt) {
     co_return "";
   };
   std::string what = f.loop.run(main());
-  EXPECT_LE(f.since_start(), 2s);  // never past the overall deadline
-  EXPECT_GE(calls, 3);             // each try is 400 ms + at most 300 ms
+  EXPECT_LE(f.elapsed(), 2s);  // never past the overall deadline
+  EXPECT_GE(calls, 3);         // each try is 400 ms + at most 300 ms
   EXPECT_LE(calls, 5);
   EXPECT_FALSE(what.empty());
 }
@@ -144,7 +140,7 @@ TEST(Retry, OverallDeadlineCutsALongAttempt) {
   };
   auto main = [&]() -> task<void> { co_await retry({.overall_timeout = 3s}, slow); };
   EXPECT_THROW(f.loop.run(main()), timeout_error);
-  EXPECT_EQ(f.since_start(), 3s);
+  EXPECT_EQ(f.elapsed(), 3s);
 }
 
 TEST(Retry, CancellationIsNeverRetried) {

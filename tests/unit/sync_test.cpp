@@ -13,18 +13,14 @@
 #include "spindle/semaphore.hpp"
 #include "spindle/sleep.hpp"
 #include "spindle/task_group.hpp"
+#include "support/test_support.hpp"
 
 namespace spindle {
 namespace {
 
 using namespace std::chrono_literals;
 
-struct fixture {
-  manual_clock clock{manual_clock::mode::auto_advance};
-  event_loop loop{{.name = "sync", .clock = &clock}};
-  time_point start = clock.now();
-  duration elapsed() const { return clock.now() - start; }
-};
+using fixture = test::manual_loop;
 
 TEST(Semaphore, LimitsConcurrencyAndHandsOffInFifoOrder) {
   fixture f;

@@ -15,12 +15,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct fixture {
-  manual_clock clock{manual_clock::mode::auto_advance};
-  event_loop loop{{.name = "groups", .clock = &clock}};
-  time_point start = clock.now();
-  duration elapsed() const { return clock.now() - start; }
-};
+using fixture = test::manual_loop;
 
 TEST(TaskGroup, WaitsForEveryChild) {
   fixture f;
