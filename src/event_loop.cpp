@@ -152,6 +152,8 @@ event_loop::~event_loop() {
     running_.store(false, std::memory_order_release);
   }
   if (clock_subscription_ != 0) clock_->unsubscribe(clock_subscription_);
+  // From here on, remote posts (finished blocking calls) are refused.
+  remote_->detach();
 
   // Whatever is still queued will never run: say so, then free it.
   std::size_t dropped = 0;
@@ -325,6 +327,17 @@ void event_loop::post_remote(detail::ready_node* n) noexcept {
   } while (!inbox_.compare_exchange_weak(head, n, std::memory_order_seq_cst, std::memory_order_relaxed));
   threadsafe_calls_.fetch_add(1, std::memory_order_relaxed);
   waker_->wake();
+}
+
+bool detail::loop_remote::post(callback_node* cb) noexcept {
+  std::lock_guard lock(mutex_);
+  if (loop_ == nullptr) {
+    delete cb;
+    return false;
+  }
+  cb->loop = loop_;
+  loop_->post_remote(cb);
+  return true;
 }
 
 void event_loop::drain_remote() noexcept {

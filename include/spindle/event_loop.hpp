@@ -14,6 +14,7 @@
 
 #include "spindle/clock.hpp"
 #include "spindle/detail/callback.hpp"
+#include "spindle/detail/loop_remote.hpp"
 #include "spindle/detail/task_node.hpp"
 #include "spindle/detail/timer_heap.hpp"
 #include "spindle/detail/typed_task_node.hpp"
@@ -148,8 +149,13 @@ class event_loop {
   /// The loop running on the calling thread, or null.
   [[nodiscard]] static event_loop* current() noexcept;
 
+  /// A handle other threads may hold past the loop's life (see
+  /// detail::loop_remote). **Thread-safe.**
+  [[nodiscard]] std::shared_ptr<detail::loop_remote> remote() const noexcept { return remote_; }
+
  private:
   friend struct detail::loop_access;
+  friend class detail::loop_remote;
   friend class detail::task_node;
   friend class async_fd;
 
@@ -215,6 +221,7 @@ class event_loop {
 
   int epoll_fd_ = -1;
   std::shared_ptr<detail::waker> waker_;  // eventfd; shared with manual clocks' wake callbacks
+  std::shared_ptr<detail::loop_remote> remote_ = std::make_shared<detail::loop_remote>(this);
   std::size_t clock_subscription_ = 0;
   std::size_t io_registrations_ = 0;
 

@@ -22,4 +22,5 @@
 #include "spindle/sleep.hpp"
 #include "spindle/task.hpp"
 #include "spindle/task_group.hpp"
+#include "spindle/thread_pool.hpp"
 #include "spindle/timer_handle.hpp"

@@ -1,0 +1,248 @@
+#pragma once
+/// \file
+/// thread_pool and run_blocking: blocking work on named, bounded pools.
+/// There is no default pool: every run_blocking names the pool it uses.
+
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "spindle/diagnostics.hpp"
+#include "spindle/error.hpp"
+#include "spindle/event_loop.hpp"
+#include "spindle/task.hpp"
+
+namespace spindle {
+
+/// A pool refused work: its queue (or its zombie allowance) is full and its
+/// policy is `reject`, or it is shut down.
+SPINDLE_DEFINE_ERROR(rejected_error, "rejected");
+
+/// What a submission does when the queue is full.
+enum class when_full : std::uint8_t {
+  reject,  ///< fail at once with rejected_error
+  wait,    ///< the awaiting task suspends until there is room (the loop keeps running)
+};
+
+enum class shutdown_policy : std::uint8_t {
+  drain,          ///< queued work still runs (within the grace period)
+  cancel_queued,  ///< queued work is cancelled without running
+};
+
+struct thread_pool_options {
+  std::string name = "pool";
+  std::size_t threads = 4;
+  std::size_t queue_capacity = 64;
+  when_full full = when_full::reject;
+  /// After cancellation has requested stop on a running call, how long it
+  /// may run on before it is abandoned (its thread becomes a zombie).
+  duration abandon_grace = std::chrono::seconds(1);
+  /// Zombie threads allowed before submissions wait or fail; 0: `threads`.
+  std::size_t max_zombies = 0;
+  /// Where the destructor's report goes when it had to cancel or abandon
+  /// work (default: one line on stderr).
+  diagnostic_handler on_report{};
+};
+
+/// p50 / p99 over the most recent samples (up to 1,024).
+struct latency_summary {
+  duration p50{};
+  duration p99{};
+  std::uint64_t samples = 0;
+};
+
+struct pool_statistics {
+  std::string name;
+  std::size_t threads = 0;  ///< worker threads, zombies excluded
+  std::size_t busy = 0;
+  std::size_t queued = 0;
+  std::size_t zombies = 0;
+  std::uint64_t submitted = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t rejected = 0;
+  std::uint64_t cancelled = 0;
+  std::uint64_t abandoned = 0;
+  latency_summary queue_wait;
+  latency_summary run_time;
+};
+
+/// Accounts for every job a pool ever accepted.
+struct shutdown_report {
+  std::string name;
+  std::uint64_t submitted = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t cancelled = 0;
+  std::uint64_t abandoned = 0;
+  std::uint64_t still_running = 0;          ///< finished neither way yet (only if a report is taken mid-life)
+  std::vector<std::string> cancelled_jobs;  ///< names (or #id) of jobs cancelled at shutdown
+  std::vector<std::string> abandoned_jobs;  ///< names (or #id) of jobs abandoned at shutdown
+  /// submitted == completed + failed + cancelled + abandoned + still_running
+  [[nodiscard]] bool balanced() const noexcept {
+    return submitted == completed + failed + cancelled + abandoned + still_running;
+  }
+  [[nodiscard]] std::string to_string() const;
+};
+
+namespace detail {
+class pool_state;
+class blocking_wait;
+
+/// One call submitted to a pool. Shared by the submitting task and the
+/// worker; state transitions happen under the pool's mutex.
+class pool_job {
+ public:
+  enum class state : std::uint8_t { queued, running, finished, cancelled, abandoned };
+  virtual ~pool_job() = default;
+  /// Runs the call; stores the value or the exception. Never throws.
+  virtual void invoke(std::stop_token token) noexcept = 0;
+  [[nodiscard]] virtual bool failed() const noexcept = 0;
+
+  std::string name;
+  std::uint64_t id = 0;
+  std::stop_source stop;
+  state st = state::queued;        // guarded by the pool's mutex
+  bool ended_by_shutdown = false;  // guarded by the pool's mutex
+  std::chrono::steady_clock::time_point enqueued{}, started{};
+  std::shared_ptr<loop_remote> remote;  // where the answer goes
+  blocking_wait* awaiter = nullptr;     // loop thread only
+};
+
+template <class R>
+class typed_job final : public pool_job {
+ public:
+  explicit typed_job(std::function<R(std::stop_token)> fn) : fn_(std::move(fn)) {}
+  void invoke(std::stop_token token) noexcept override {
+    try {
+      if constexpr (std::is_void_v<R>) {
+        fn_(std::move(token));
+        result_.template emplace<1>();
+      } else {
+        result_.template emplace<1>(fn_(std::move(token)));
+      }
+    } catch (...) {
+      result_.template emplace<2>(std::current_exception());
+    }
+    fn_ = nullptr;  // release captures on the worker, not later on the loop
+  }
+  [[nodiscard]] bool failed() const noexcept override { return result_.index() == 2; }
+  R take() {
+    if (result_.index() == 2) std::rethrow_exception(std::get<2>(result_));
+    if constexpr (!std::is_void_v<R>) return std::move(std::get<1>(result_));
+  }
+
+ private:
+  std::function<R(std::stop_token)> fn_;
+  std::variant<std::monostate, std::conditional_t<std::is_void_v<R>, std::monostate, R>, std::exception_ptr>
+      result_;
+};
+
+/// Awaits a submitted job's end (src/thread_pool.cpp).
+class blocking_wait : public cancel_hook {
+ public:
+  blocking_wait(std::shared_ptr<pool_state> pool, std::shared_ptr<pool_job> job) noexcept
+      : pool_(std::move(pool)), job_(std::move(job)) {}
+  blocking_wait(const blocking_wait&) = delete;
+  blocking_wait& operator=(const blocking_wait&) = delete;
+  ~blocking_wait();
+  [[nodiscard]] bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> h);
+  /// Throws cancelled_error / shutdown_error when the call did not deliver.
+  void await_resume() const;
+  /// Posted by the worker (or shutdown) to the loop: the job has an answer.
+  static void on_answer(const std::shared_ptr<pool_job>& job) noexcept;
+
+ private:
+  static void on_cancel_hook(cancel_hook* self) noexcept;
+  void abandon() noexcept;
+
+  std::shared_ptr<pool_state> pool_;
+  std::shared_ptr<pool_job> job_;
+  task_node* task_ = nullptr;
+  timer_handle grace_;
+  bool cancelled_ = false;
+  bool shutdown_ = false;
+  bool waiting_ = false;
+};
+
+/// Submits `job` (src/thread_pool.cpp): waits for room under when_full::wait.
+task<void> submit(std::shared_ptr<pool_state> pool, std::shared_ptr<pool_job> job);
+
+template <class F, class... Args>
+auto bind_blocking(F&& fn, Args&&... args) {
+  // Arguments are copied/moved into the job: the call may outlive the caller's frame.
+  return [fn = std::forward<F>(fn),
+          ... args = std::forward<Args>(args)](std::stop_token token) mutable -> decltype(auto) {
+    if constexpr (std::is_invocable_v<F&, std::stop_token, Args&...>) {
+      return std::invoke(fn, std::move(token), args...);
+    } else {
+      return std::invoke(fn, args...);
+    }
+  };
+}
+}  // namespace detail
+
+/// A named pool of worker threads with a bounded queue.
+///
+/// **Thread safety:** all members are safe from any thread; run_blocking may
+/// be awaited from tasks of any loop.
+/// **Cancellation:** see run_blocking. Destroying a pool that was not shut
+/// down performs shutdown(cancel_queued, abandon_grace) and reports it.
+class thread_pool {
+ public:
+  explicit thread_pool(thread_pool_options opts);
+  ~thread_pool();
+  thread_pool(const thread_pool&) = delete;
+  thread_pool& operator=(const thread_pool&) = delete;
+
+  /// Stops accepting work, then: `drain` lets queued work start, or
+  /// `cancel_queued` cancels it; waits up to `grace` for running work;
+  /// abandons what is still running (stop requested, threads left as
+  /// zombies). Returns the account of every job ever accepted. Awaiters of
+  /// cancelled or abandoned jobs get shutdown_error. Blocks the calling
+  /// thread up to `grace`: do not call it on a loop thread with a long grace.
+  shutdown_report shutdown(shutdown_policy policy, duration grace);
+
+  [[nodiscard]] pool_statistics statistics() const;
+  [[nodiscard]] const std::string& name() const noexcept;
+
+  /// For run_blocking.
+  [[nodiscard]] const std::shared_ptr<detail::pool_state>& state() const noexcept { return state_; }
+
+ private:
+  std::shared_ptr<detail::pool_state> state_;
+  bool shut_down_ = false;
+};
+
+/// Runs `fn(args...)` — or `fn(stop_token, args...)` when it takes one — on
+/// `pool`, and resumes the awaiting task on its loop with the result or the
+/// exception (type preserved).
+///
+/// **Thread safety:** await inside a task on any loop.
+/// **Cancellation:** queued work is removed and never runs; running work has
+/// stop requested on its token and `abandon_grace` to return, after which the
+/// awaiting task gets cancelled_error at once (timeout_error through a
+/// with_timeout) and the thread counts as a zombie until the call returns.
+template <class F, class... Args>
+auto run_blocking(thread_pool& pool, F&& fn, Args&&... args) {
+  auto bound = detail::bind_blocking(std::forward<F>(fn), std::forward<Args>(args)...);
+  using R = std::invoke_result_t<decltype(bound)&, std::stop_token>;
+  return [](std::shared_ptr<detail::pool_state> state, decltype(bound) b) -> task<R> {
+    auto job = std::make_shared<detail::typed_job<R>>(std::function<R(std::stop_token)>(std::move(b)));
+    co_await detail::submit(state, job);
+    co_await detail::blocking_wait(state, job);
+    co_return job->take();
+  }(pool.state(), std::move(bound));
+}
+
+}  // namespace spindle

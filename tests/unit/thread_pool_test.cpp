@@ -1,0 +1,331 @@
+#include "spindle/thread_pool.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "spindle/cancel_scope.hpp"
+#include "spindle/event_loop.hpp"
+#include "spindle/sleep.hpp"
+#include "spindle/task_group.hpp"
+
+namespace spindle {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A gate blocking threads until opened (no sleeps in the tests' logic).
+class gate {
+ public:
+  void wait() {
+    std::unique_lock lock(m_);
+    ++waiting_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return open_; });
+  }
+  void open() {
+    std::lock_guard lock(m_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  void wait_for_waiters(int n) {
+    std::unique_lock lock(m_);
+    cv_.wait(lock, [&] { return waiting_ >= n; });
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  int waiting_ = 0;
+  bool open_ = false;
+};
+
+TEST(ThreadPool, ReturnsValueOnTheLoopAndRunsOnAWorker) {
+  thread_pool pool({.name = "calc", .threads = 2});
+  event_loop loop;
+  auto main = [&]() -> task<bool> {
+    auto loop_thread = std::this_thread::get_id();
+    std::thread::id ran_on;
+    int v = co_await run_blocking(
+        pool,
+        [&](int a, int b) {
+          ran_on = std::this_thread::get_id();
+          return a * b;
+        },
+        6, 7);
+    EXPECT_EQ(v, 42);
+    co_return ran_on != loop_thread&& std::this_thread::get_id() == loop_thread;
+  };
+  EXPECT_TRUE(loop.run(main()));
+  auto s = pool.statistics();
+  EXPECT_EQ(s.submitted, 1u);
+  EXPECT_EQ(s.completed, 1u);
+  EXPECT_EQ(s.threads, 2u);
+}
+
+TEST(ThreadPool, ExceptionTypeIsPreserved) {
+  thread_pool pool({.name = "p", .threads = 1});
+  event_loop loop;
+  auto main = [&]() -> task<std::string> {
+    try {
+      co_await run_blocking(pool, [] { throw std::out_of_range("index 9"); });
+    } catch (const std::out_of_range& e) {
+      co_return e.what();
+    }
+    co_return "";
+  };
+  EXPECT_EQ(loop.run(main()), "index 9");
+  EXPECT_EQ(pool.statistics().failed, 1u);
+}
+
+TEST(ThreadPool, PassesAStopToken) {
+  thread_pool pool({.name = "p", .threads = 1});
+  event_loop loop;
+  auto main = [&]() -> task<bool> {
+    co_return co_await run_blocking(
+        pool, [](std::stop_token t) { return t.stop_possible() && !t.stop_requested(); });
+  };
+  EXPECT_TRUE(loop.run(main()));
+}
+
+// A pool saturated by 8 blocked calls does not delay another pool's calls:
+// the fast pool's 20 calls all finish while every slow call is still blocked.
+TEST(ThreadPool, IsolationBetweenPools) {
+  thread_pool slow({.name = "slow", .threads = 8, .queue_capacity = 8});
+  thread_pool fast({.name = "fast", .threads = 2});
+  event_loop loop;
+  gate g;
+  std::atomic<int> slow_done{0};
+  auto main = [&]() -> task<int> {
+    int fast_done_while_slow_blocked = 0;
+    co_await with_task_group([&](task_group& tg) -> task<void> {
+      for (int i = 0; i < 8; ++i) {
+        tg.spawn([](thread_pool& p, gate& gt, std::atomic<int>& done) -> task<void> {
+          co_await run_blocking(p, [&] { gt.wait(); });
+          ++done;
+        }(slow, g, slow_done));
+      }
+      co_await run_blocking(fast, [&] { g.wait_for_waiters(8); });  // the slow pool is saturated
+      for (int i = 0; i < 20; ++i) {
+        co_await run_blocking(fast, [] {});
+        if (slow_done.load() == 0) ++fast_done_while_slow_blocked;
+      }
+      g.open();
+    });
+    co_return fast_done_while_slow_blocked;
+  };
+  EXPECT_EQ(loop.run(main()), 20);
+  EXPECT_EQ(slow_done.load(), 8);
+}
+
+TEST(ThreadPool, RejectPolicyFailsWhenTheQueueIsFull) {
+  thread_pool pool({.name = "small", .threads = 1, .queue_capacity = 4, .full = when_full::reject});
+  event_loop loop;
+  gate g;
+  auto main = [&]() -> task<std::string> {
+    std::string error;
+    co_await with_task_group([&](task_group& tg) -> task<void> {
+      auto blocked = [](thread_pool& p, gate& gt) -> task<void> {
+        co_await run_blocking(p, [&] { gt.wait(); });
+      };
+      tg.spawn(blocked(pool, g));
+      co_await sleep_for(1ms);
+      g.wait_for_waiters(1);  // (a brief block of the loop, in a test) the one worker is busy
+      for (int i = 0; i < 4; ++i) tg.spawn(blocked(pool, g));  // fill the queue of 4
+      co_await sleep_for(10ms);
+      EXPECT_EQ(pool.statistics().queued, 4u);
+      try {
+        co_await run_blocking(pool, [] {});
+      } catch (const rejected_error& e) {
+        error = std::string(e.kind()) + ": " + e.what();
+      }
+      g.open();
+    });
+    co_return error;
+  };
+  std::string error = loop.run(main());
+  EXPECT_EQ(error.rfind("rejected: thread_pool 'small' is full", 0), 0u) << error;
+  auto s = pool.statistics();
+  EXPECT_EQ(s.rejected, 1u);
+  EXPECT_EQ(s.completed, 5u);
+}
+
+TEST(ThreadPool, WaitPolicySuspendsWithoutBlockingTheLoop) {
+  thread_pool pool({.name = "small", .threads = 1, .queue_capacity = 1, .full = when_full::wait});
+  event_loop loop;
+  gate g;
+  auto main = [&]() -> task<int> {
+    int ticks_while_waiting = 0;
+    bool extra_done = false;
+    co_await with_task_group([&](task_group& tg) -> task<void> {
+      tg.spawn([](thread_pool& p, gate& gt) -> task<void> { co_await run_blocking(p, [&] { gt.wait(); }); }(
+                                                pool, g));
+      tg.spawn(
+          [](thread_pool& p) -> task<void> { co_await run_blocking(p, [] {}); }(pool));  // fills the queue
+      co_await sleep_for(10ms);
+      tg.spawn([](thread_pool& p, bool& done) -> task<void> {
+        co_await run_blocking(p, [] {});  // no room: waits
+        done = true;
+      }(pool, extra_done));
+      for (int i = 0; i < 5; ++i) {
+        co_await sleep_for(2ms);  // the loop keeps running other work
+        if (!extra_done) ++ticks_while_waiting;
+      }
+      g.open();
+    });
+    EXPECT_TRUE(extra_done);
+    co_return ticks_while_waiting;
+  };
+  EXPECT_EQ(loop.run(main()), 5);
+  EXPECT_EQ(pool.statistics().rejected, 0u);
+  EXPECT_EQ(pool.statistics().completed, 3u);
+}
+
+TEST(ThreadPool, CancelledQueuedWorkNeverRuns) {
+  thread_pool pool({.name = "p", .threads = 1});
+  event_loop loop;
+  gate g;
+  std::atomic<bool> ran{false};
+  auto main = [&]() -> task<void> {
+    auto blocker = loop.spawn([](thread_pool& p, gate& gt) -> task<void> {
+      co_await run_blocking(p, [&] { gt.wait(); });
+    }(pool, g));
+    co_await sleep_for(1ms);
+    g.wait_for_waiters(1);  // the blocker holds the only thread
+    auto queued = loop.spawn([](thread_pool& p, std::atomic<bool>& r) -> task<void> {
+      co_await run_blocking(p, [&] { r = true; });
+    }(pool, ran));
+    co_await sleep_for(10ms);
+    EXPECT_EQ(pool.statistics().queued, 1u);
+    queued.cancel();
+    EXPECT_THROW(co_await queued, cancelled_error);
+    EXPECT_EQ(pool.statistics().queued, 0u);
+    g.open();
+    co_await blocker;
+  };
+  loop.run(main());
+  EXPECT_FALSE(ran.load());
+  EXPECT_EQ(pool.statistics().cancelled, 1u);
+}
+
+TEST(ThreadPool, RunningCallStopsCooperativelyOnTimeout) {
+  thread_pool pool({.name = "p", .threads = 1, .abandon_grace = 10s});
+  event_loop loop;
+  std::atomic<bool> saw_stop{false};
+  auto main = [&]() -> task<std::string> {
+    try {
+      co_await with_timeout(20ms, run_blocking(pool, [&](std::stop_token t) {
+                              while (!t.stop_requested()) std::this_thread::sleep_for(1ms);
+                              saw_stop = true;
+                            }));
+    } catch (const timeout_error& e) {
+      co_return e.kind();
+    }
+    co_return "no timeout";
+  };
+  EXPECT_EQ(loop.run(main()), "timeout");
+  EXPECT_TRUE(saw_stop.load());
+  auto s = pool.statistics();
+  EXPECT_EQ(s.abandoned, 0u);
+  EXPECT_EQ(s.zombies, 0u);
+}
+
+TEST(ThreadPool, CallIgnoringStopIsAbandonedAndCountedAsZombie) {
+  thread_pool pool({.name = "p", .threads = 1, .abandon_grace = 20ms, .max_zombies = 1});
+  event_loop loop;
+  gate g;
+  auto main = [&]() -> task<void> {
+    bool timed_out = false;
+    try {
+      co_await with_timeout(10ms, run_blocking(pool, [&] { g.wait(); }));  // ignores its token
+    } catch (const timeout_error&) {
+      timed_out = true;
+    }
+    EXPECT_TRUE(timed_out);
+    auto s = pool.statistics();
+    EXPECT_EQ(s.zombies, 1u);
+    EXPECT_EQ(s.abandoned, 1u);
+    EXPECT_EQ(s.threads, 1u);  // a replacement took the zombie's place
+    // The zombie cap (1) is reached: further submissions are refused.
+    EXPECT_THROW(co_await run_blocking(pool, [] {}), rejected_error);
+    g.open();  // the zombie's call returns
+    while (pool.statistics().zombies != 0) co_await sleep_for(1ms);
+    EXPECT_EQ(co_await run_blocking(pool, [] { return 5; }), 5);
+  };
+  loop.run(main());
+}
+
+TEST(ThreadPool, ShutdownReportAccountsForEveryJob) {
+  thread_pool pool({.name = "report", .threads = 1, .queue_capacity = 8});
+  event_loop loop;
+  gate g;
+  shutdown_report report;
+  auto main = [&]() -> task<std::vector<std::string>> {
+    std::vector<std::string> kinds;
+    co_await run_blocking(pool, [] {});  // completed
+    try {
+      co_await run_blocking(pool, [] { throw std::runtime_error("x"); });
+    } catch (const std::runtime_error&) {  // failed
+    }
+    co_await with_task_group([&](task_group& tg) -> task<void> {
+      for (int i = 0; i < 3; ++i) {  // 1 running (stuck) + 2 queued
+        tg.spawn([](thread_pool& p, gate& gt, std::vector<std::string>& k) -> task<void> {
+          try {
+            co_await run_blocking(p, [&] { gt.wait(); });
+            k.push_back("ok");
+          } catch (const error& e) {
+            k.push_back(e.kind());
+          }
+        }(pool, g, kinds));
+      }
+      co_await sleep_for(5ms);
+      g.wait_for_waiters(1);  // one running, two queued
+      report = pool.shutdown(shutdown_policy::cancel_queued, 20ms);
+      co_return;
+    });
+    g.open();
+    co_return kinds;
+  };
+  auto kinds = loop.run(main());
+  EXPECT_EQ(kinds, (std::vector<std::string>{"shutdown", "shutdown", "shutdown"}));
+  EXPECT_EQ(report.submitted, 5u);
+  EXPECT_EQ(report.completed, 1u);
+  EXPECT_EQ(report.failed, 1u);
+  EXPECT_EQ(report.cancelled, 2u);
+  EXPECT_EQ(report.abandoned, 1u);
+  EXPECT_TRUE(report.balanced()) << report.to_string();
+  EXPECT_EQ(report.abandoned_jobs.size(), 1u);
+}
+
+TEST(ThreadPool, DestructorCancelsQueuedWorkAndReports) {
+  std::vector<diagnostic> seen;
+  gate g;
+  {
+    thread_pool pool(
+        {.name = "doomed", .threads = 1, .abandon_grace = 20ms, .on_report = [&](const diagnostic& d) {
+           seen.push_back(d);
+         }});
+    event_loop loop;
+    auto main = [&]() -> task<void> {
+      loop.spawn_detached(
+          [](thread_pool& p, gate& gt) -> task<void> { co_await run_blocking(p, [&] { gt.wait(); }); }(pool,
+                                                                                                       g),
+          "stuck");
+      co_await sleep_for(1ms);
+      g.wait_for_waiters(1);
+    };
+    loop.run(main());
+  }
+  g.open();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_NE(seen[0].message.find("abandoned=1"), std::string::npos) << seen[0].message;
+}
+
+}  // namespace
+}  // namespace spindle
