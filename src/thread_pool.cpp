@@ -230,7 +230,8 @@ task<void> submit(std::shared_ptr<pool_state> pool, std::shared_ptr<pool_job> jo
     // time round (a parked submitter is woken whenever room frees, or on
     // shutdown), so waiting costs no cancel hook; a cancelled task stops
     // here before it ever queues.
-    co_await room_wait{waiter};
+    room_wait parked{waiter};
+    co_await parked;
     if (me.cancel_requested()) {
       std::lock_guard lock(pool->mutex);
       std::erase(pool->room_waiters, waiter);

@@ -178,6 +178,16 @@ class blocking_wait : public cancel_hook {
 /// Submits `job` (src/thread_pool.cpp): waits for room under when_full::wait.
 task<void> submit(std::shared_ptr<pool_state> pool, std::shared_ptr<pool_job> job);
 
+/// The coroutine of run_blocking (the job is made before it starts, so
+/// nothing from the caller's expression lives in this frame).
+template <class R>
+task<R> run_job(std::shared_ptr<pool_state> pool, std::shared_ptr<typed_job<R>> job) {
+  co_await submit(pool, job);
+  blocking_wait wait(pool, job);
+  co_await wait;
+  co_return job->take();
+}
+
 template <class F, class... Args>
 auto bind_blocking(F&& fn, Args&&... args) {
   // Arguments are copied/moved into the job: the call may outlive the caller's frame.
@@ -224,6 +234,11 @@ class thread_pool {
   bool shut_down_ = false;
 };
 
+/// A name for a blocking call (run_blocking's optional second argument).
+struct job_name {
+  std::string value;
+};
+
 /// Runs `fn(args...)` — or `fn(stop_token, args...)` when it takes one — on
 /// `pool`, and resumes the awaiting task on its loop with the result or the
 /// exception (type preserved).
@@ -235,14 +250,18 @@ class thread_pool {
 /// with_timeout) and the thread counts as a zombie until the call returns.
 template <class F, class... Args>
 auto run_blocking(thread_pool& pool, F&& fn, Args&&... args) {
+  return run_blocking(pool, job_name{}, std::forward<F>(fn), std::forward<Args>(args)...);
+}
+
+/// As run_blocking, with a name that identifies the call in the pool's
+/// shutdown report: `run_blocking(pool, job_name{"export"}, fn)`.
+template <class F, class... Args>
+auto run_blocking(thread_pool& pool, job_name name, F&& fn, Args&&... args) {
   auto bound = detail::bind_blocking(std::forward<F>(fn), std::forward<Args>(args)...);
   using R = std::invoke_result_t<decltype(bound)&, std::stop_token>;
-  return [](std::shared_ptr<detail::pool_state> state, decltype(bound) b) -> task<R> {
-    auto job = std::make_shared<detail::typed_job<R>>(std::function<R(std::stop_token)>(std::move(b)));
-    co_await detail::submit(state, job);
-    co_await detail::blocking_wait(state, job);
-    co_return job->take();
-  }(pool.state(), std::move(bound));
+  auto job = std::make_shared<detail::typed_job<R>>(std::function<R(std::stop_token)>(std::move(bound)));
+  job->name = std::move(name.value);
+  return detail::run_job<R>(pool.state(), std::move(job));
 }
 
 }  // namespace spindle
