@@ -30,7 +30,7 @@ OPS = [
     "threadsafe_throughput",
     "threadsafe_roundtrip",
 ]
-LATENCY_OPS = {"threadsafe_roundtrip"}
+LATENCY_OPS = {"threadsafe_roundtrip", "blocking_roundtrip", "blocking_roundtrip_to_thread"}
 PEERS = ["asyncio", "uvloop", "tokio"]
 RATIO_PEERS = ["asyncio", "tokio"]
 
@@ -72,9 +72,13 @@ class Data:
 def _gbench_op(entry):
     """'BM_spawn_await/real_time_median' -> 'spawn_await'."""
     name = entry.get("run_name") or _AGG_SUFFIX.sub("", entry.get("name", ""))
-    base = name.split("/", 1)[0]
+    parts = name.split("/")
+    base = parts[0]
     if base.startswith("BM_"):
         base = base[3:]
+    # A plain integer argument names a variant: BM_blocking_throughput/4 -> blocking_throughput_4.
+    if len(parts) > 1 and parts[1].isdigit():
+        base = f"{base}_{parts[1]}"
     return base or None
 
 

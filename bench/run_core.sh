@@ -57,3 +57,15 @@ if $py -c 'import uvloop' 2>/dev/null; then
 fi
 echo
 $py bench/compare.py "$out/spindle_fanout.json" "$out"/*_fanout.jsonl | tee "$out/fanout.md"
+
+# Blocking work on pools (issue #4): unpinned (the workers are threads).
+echo "blocking..." >&2
+blocking_ops=blocking_roundtrip,blocking_roundtrip_to_thread,blocking_throughput_1,blocking_throughput_2,blocking_throughput_4
+build/release/bench/blocking_bench --benchmark_repetitions="$repeats" --benchmark_format=json >"$out/spindle_blocking.json"
+$py bench/peers/asyncio_core.py --repeat "$repeats" --ops $blocking_ops >"$out/asyncio_blocking.jsonl"
+if [ -x build/peers/tokio/release/tokio_core ]; then
+  build/peers/tokio/release/tokio_core --repeat "$repeats" --ops blocking_roundtrip,blocking_throughput_1,blocking_throughput_2,blocking_throughput_4 \
+    >"$out/tokio_blocking.jsonl"
+fi
+echo
+$py bench/compare.py "$out/spindle_blocking.json" "$out"/*_blocking.jsonl | tee "$out/blocking.md"

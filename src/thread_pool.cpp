@@ -96,6 +96,14 @@ class pool_state : public std::enable_shared_from_this<pool_state> {
   bool stopping = false;
   std::uint64_t next_id = 1;
   std::uint64_t submitted = 0, completed = 0, failed = 0, rejected = 0, cancelled = 0, abandoned = 0;
+  // Names of the jobs that did not complete, for the shutdown report
+  // (bounded: a pool that cancels millions keeps the first 1,000 of each).
+  std::vector<std::string> cancelled_names, abandoned_names;
+  static constexpr std::size_t max_names = 1000;
+  void note_cancelled_locked(const pool_job& job) {
+    ++cancelled;
+    if (cancelled_names.size() < max_names) cancelled_names.push_back(job_label(job));
+  }
   samples queue_wait, run_time;
 
   void start_worker_locked() {
@@ -125,6 +133,7 @@ class pool_state : public std::enable_shared_from_this<pool_state> {
     job->st = pool_job::state::abandoned;
     job->stop.request_stop();
     ++abandoned;
+    if (abandoned_names.size() < max_names) abandoned_names.push_back(job_label(*job));
     ++zombies;
     --workers;  // its thread is a zombie now
     if (!stopping) start_worker_locked();
@@ -294,7 +303,7 @@ void blocking_wait::on_cancel_hook(cancel_hook* self) noexcept {
       // Never runs: out of the queue at once.
       std::erase(pool.queue, w->job_);
       w->job_->st = pool_job::state::cancelled;
-      ++pool.cancelled;
+      pool.note_cancelled_locked(*w->job_);
       if (!pool.room_waiters.empty()) pool.wake_room_waiters_locked();
       pool.idle_cv.notify_all();
       lock.unlock();
@@ -382,8 +391,7 @@ shutdown_report thread_pool::shutdown(shutdown_policy policy, duration grace) {
       p.queue.pop_front();
       job->st = detail::pool_job::state::cancelled;
       job->ended_by_shutdown = true;
-      ++p.cancelled;
-      r.cancelled_jobs.push_back(detail::job_label(*job));
+      p.note_cancelled_locked(*job);
       detail::pool_state::answer(job);
     }
   };
@@ -396,7 +404,6 @@ shutdown_report thread_pool::shutdown(shutdown_policy policy, duration grace) {
       if (job->st != detail::pool_job::state::running) continue;
       job->ended_by_shutdown = true;
       p.abandon_locked(job);
-      r.abandoned_jobs.push_back(detail::job_label(*job));
       detail::pool_state::answer(job);
     }
     p.stopping = true;
@@ -409,6 +416,8 @@ shutdown_report thread_pool::shutdown(shutdown_policy policy, duration grace) {
   r.cancelled = p.cancelled;
   r.abandoned = p.abandoned;
   r.still_running = p.submitted - (p.completed + p.failed + p.cancelled + p.abandoned);
+  r.cancelled_jobs = p.cancelled_names;
+  r.abandoned_jobs = p.abandoned_names;
   return r;
 }
 

@@ -13,7 +13,9 @@ Usage: /usr/bin/python3 asyncio_core.py [--uvloop] [--repeat K] [--ops a,b,...]
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
+import os
 import queue
 import sys
 import threading
@@ -26,6 +28,11 @@ TS_THREADS = 4
 TS_PER_THREAD = 100_000
 RT_N = 10_000
 RT_WARMUP = 100
+BLOCKING_RT_N = 10_000
+BLOCKING_RT_WARMUP = 100
+BLOCKING_TP_N = 20_000
+BLOCKING_TP_WARMUP = 1_000
+BLOCKING_TP_WINDOW = 256
 
 ALL_OPS = (
     "spawn_await",
@@ -33,6 +40,11 @@ ALL_OPS = (
     "timer_fire",
     "threadsafe_throughput",
     "threadsafe_roundtrip",
+    "blocking_roundtrip",
+    "blocking_roundtrip_to_thread",
+    "blocking_throughput_1",
+    "blocking_throughput_2",
+    "blocking_throughput_4",
 )
 
 
@@ -170,12 +182,132 @@ async def threadsafe_roundtrip():
     }
 
 
+# 6. blocking_roundtrip(_to_thread): from a coroutine on the loop, hand a
+#    trivial function to a thread pool and await its result back on the loop.
+def _trivial():
+    return 42
+
+
+async def _blocking_roundtrip_lat(call):
+    """Per-iteration latency (ns) of `await call()`, after a warm-up."""
+    clock = time.perf_counter_ns
+    lat = []
+    for i in range(BLOCKING_RT_WARMUP + BLOCKING_RT_N):
+        t0 = clock()
+        r = await call()
+        t1 = clock()
+        if i >= BLOCKING_RT_WARMUP:
+            lat.append(t1 - t0)
+    assert r == 42
+    return lat
+
+
+def _lat_result(lat, note):
+    lat.sort()
+    p50 = _pct(lat, 0.50)
+    p99 = _pct(lat, 0.99)
+    return {
+        "ns_per_op": float(p50),
+        "p50_us": p50 / 1e3,
+        "p99_us": p99 / 1e3,
+        "note": note,
+    }
+
+
+async def blocking_roundtrip():
+    loop = asyncio.get_running_loop()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        run = loop.run_in_executor
+        fn = _trivial
+        lat = await _blocking_roundtrip_lat(lambda: run(pool, fn))
+    finally:
+        pool.shutdown(wait=True)
+    return _lat_result(lat, "await loop.run_in_executor(ThreadPoolExecutor(max_workers=1), fn)")
+
+
+async def blocking_roundtrip_to_thread():
+    loop = asyncio.get_running_loop()
+    to_thread = asyncio.to_thread
+    fn = _trivial
+    try:
+        lat = await _blocking_roundtrip_lat(lambda: to_thread(fn))
+    finally:
+        await loop.shutdown_default_executor()
+    workers = min(32, (os.cpu_count() or 1) + 4)
+    return _lat_result(
+        lat,
+        f"await asyncio.to_thread(fn): loop's default executor (ThreadPoolExecutor, "
+        f"max_workers={workers}) + contextvars copy",
+    )
+
+
+# 7. blocking_throughput_N: N-thread pool, trivial calls with at most
+#    BLOCKING_TP_WINDOW in flight (sliding window: Semaphore + done callback).
+async def _blocking_window(loop, pool, n):
+    """Submit n trivial calls, <= BLOCKING_TP_WINDOW in flight; return when all are back."""
+    window = BLOCKING_TP_WINDOW
+    sem = asyncio.Semaphore(window)
+    acquire = sem.acquire
+    release = sem.release
+    run = loop.run_in_executor
+    fn = _trivial
+    done = [0]
+
+    def on_done(fut):
+        fut.result()  # surface exceptions
+        done[0] += 1
+        release()
+
+    for _ in range(n):
+        await acquire()
+        run(pool, fn).add_done_callback(on_done)
+    for _ in range(window):  # drain: every slot free again => all calls are back
+        await acquire()
+    assert done[0] == n
+
+
+async def _blocking_throughput(nthreads):
+    loop = asyncio.get_running_loop()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=nthreads)
+    try:
+        await _blocking_window(loop, pool, BLOCKING_TP_WARMUP)  # start the pool's threads
+        n = BLOCKING_TP_N
+        t0 = time.perf_counter_ns()
+        await _blocking_window(loop, pool, n)
+        t1 = time.perf_counter_ns()
+    finally:
+        pool.shutdown(wait=True)
+    return {
+        "ns_per_op": (t1 - t0) / n,
+        "note": f"ThreadPoolExecutor(max_workers={nthreads}) + run_in_executor, "
+                f"<= {BLOCKING_TP_WINDOW} in flight (Semaphore + done callback)",
+    }
+
+
+async def blocking_throughput_1():
+    return await _blocking_throughput(1)
+
+
+async def blocking_throughput_2():
+    return await _blocking_throughput(2)
+
+
+async def blocking_throughput_4():
+    return await _blocking_throughput(4)
+
+
 OPS = {
     "spawn_await": spawn_await,
     "await_chain": await_chain,
     "timer_fire": timer_fire,
     "threadsafe_throughput": threadsafe_throughput,
     "threadsafe_roundtrip": threadsafe_roundtrip,
+    "blocking_roundtrip": blocking_roundtrip,
+    "blocking_roundtrip_to_thread": blocking_roundtrip_to_thread,
+    "blocking_throughput_1": blocking_throughput_1,
+    "blocking_throughput_2": blocking_throughput_2,
+    "blocking_throughput_4": blocking_throughput_4,
 }
 
 

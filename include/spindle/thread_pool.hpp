@@ -10,6 +10,7 @@
 #include <memory>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -85,8 +86,8 @@ struct shutdown_report {
   std::uint64_t cancelled = 0;
   std::uint64_t abandoned = 0;
   std::uint64_t still_running = 0;          ///< finished neither way yet (only if a report is taken mid-life)
-  std::vector<std::string> cancelled_jobs;  ///< names (or #id) of jobs cancelled at shutdown
-  std::vector<std::string> abandoned_jobs;  ///< names (or #id) of jobs abandoned at shutdown
+  std::vector<std::string> cancelled_jobs;  ///< names (or #id) of every cancelled job (first 1,000)
+  std::vector<std::string> abandoned_jobs;  ///< names (or #id) of every abandoned job (first 1,000)
   /// submitted == completed + failed + cancelled + abandoned + still_running
   [[nodiscard]] bool balanced() const noexcept {
     return submitted == completed + failed + cancelled + abandoned + still_running;
@@ -235,8 +236,11 @@ class thread_pool {
 };
 
 /// A name for a blocking call (run_blocking's optional second argument).
+/// A view, copied when the call is submitted: trivially copyable on purpose
+/// (g++ 12 miscompiles std::string members of temporaries that live across
+/// a co_await suspension; see DEVELOPERS.md).
 struct job_name {
-  std::string value;
+  std::string_view value;
 };
 
 /// Runs `fn(args...)` — or `fn(stop_token, args...)` when it takes one — on
@@ -260,7 +264,7 @@ auto run_blocking(thread_pool& pool, job_name name, F&& fn, Args&&... args) {
   auto bound = detail::bind_blocking(std::forward<F>(fn), std::forward<Args>(args)...);
   using R = std::invoke_result_t<decltype(bound)&, std::stop_token>;
   auto job = std::make_shared<detail::typed_job<R>>(std::function<R(std::stop_token)>(std::move(bound)));
-  job->name = std::move(name.value);
+  job->name = std::string(name.value);
   return detail::run_job<R>(pool.state(), std::move(job));
 }
 

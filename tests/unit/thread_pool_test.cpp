@@ -276,11 +276,9 @@ TEST(ThreadPool, ShutdownReportAccountsForEveryJob) {
     co_await with_task_group([&](task_group& tg) -> task<void> {
       for (int i = 0; i < 3; ++i) {  // 1 running (stuck) + 2 queued
         tg.spawn([](thread_pool& p, gate& gt, std::vector<std::string>& k, int n) -> task<void> {
-          // Named first: g++ 12 mis-relocates a std::string temporary that
-          // lives across the suspension of a co_await (see DEVELOPERS.md).
-          job_name name{"job-" + std::to_string(n)};
           try {
-            co_await run_blocking(p, std::move(name), [&] { gt.wait(); });
+            // (a std::string temporary in the awaited expression: once crashed g++ 12 builds)
+            co_await run_blocking(p, job_name{"job-" + std::to_string(n)}, [&] { gt.wait(); });
             k.push_back("ok");
           } catch (const error& e) {
             k.push_back(e.kind());

@@ -15,7 +15,7 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::{Builder, Handle, Runtime};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, Notify, Semaphore};
 
 const SPAWN_AWAIT_N: u64 = 1_000_000;
 const AWAIT_CHAIN_N: u64 = 1_000_000;
@@ -24,6 +24,11 @@ const TS_THREADS: usize = 4;
 const TS_PER_THREAD: usize = 100_000;
 const RT_N: usize = 10_000;
 const RT_WARMUP: usize = 100;
+const BLOCKING_RT_N: usize = 10_000;
+const BLOCKING_RT_WARMUP: usize = 100;
+const BLOCKING_TP_N: usize = 20_000;
+const BLOCKING_TP_WARMUP: usize = 1_000;
+const BLOCKING_TP_WINDOW: usize = 256;
 
 const ALL_OPS: &[&str] = &[
     "spawn_await",
@@ -31,6 +36,10 @@ const ALL_OPS: &[&str] = &[
     "timer_fire",
     "threadsafe_throughput",
     "threadsafe_roundtrip",
+    "blocking_roundtrip",
+    "blocking_throughput_1",
+    "blocking_throughput_2",
+    "blocking_throughput_4",
 ];
 
 struct Result {
@@ -53,6 +62,15 @@ fn runtime() -> Runtime {
         .expect("build current_thread runtime")
 }
 
+/// Like `runtime()`, but with the spawn_blocking pool capped at `n` threads.
+fn runtime_blocking(n: usize) -> Runtime {
+    Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(n)
+        .build()
+        .expect("build current_thread runtime")
+}
+
 /// Run `fut` as a spawned task on a fresh current_thread runtime.
 ///
 /// The benchmark body deliberately runs in a task rather than directly in the
@@ -65,7 +83,15 @@ where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let rt = runtime();
+    run_in_task_on(runtime(), fut)
+}
+
+/// `run_in_task` on a given (fresh) runtime.
+fn run_in_task_on<F>(rt: Runtime, fut: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
     let out = rt.block_on(async move { tokio::spawn(fut).await.expect("benchmark task panicked") });
     drop(rt);
     out
@@ -215,6 +241,74 @@ fn threadsafe_roundtrip() -> Result {
     }
 }
 
+// 6. blocking_roundtrip: from a task, spawn_blocking a trivial fn and await its result.
+fn trivial() -> u64 {
+    black_box(42)
+}
+
+fn blocking_roundtrip() -> Result {
+    let mut lat = run_in_task_on(runtime_blocking(1), async {
+        let mut lat = Vec::with_capacity(BLOCKING_RT_N);
+        let mut acc: u64 = 0;
+        for i in 0..(BLOCKING_RT_WARMUP + BLOCKING_RT_N) {
+            let t0 = Instant::now();
+            acc += tokio::task::spawn_blocking(trivial).await.unwrap();
+            let el = t0.elapsed();
+            if i >= BLOCKING_RT_WARMUP {
+                lat.push(el.as_nanos() as u64);
+            }
+        }
+        assert_eq!(acc, 42 * (BLOCKING_RT_WARMUP + BLOCKING_RT_N) as u64);
+        lat
+    });
+    lat.sort_unstable();
+    let p50 = percentile(&lat, 0.50);
+    let p99 = percentile(&lat, 0.99);
+    Result {
+        ns_per_op: p50 as f64,
+        p50_us: Some(p50 as f64 / 1e3),
+        p99_us: Some(p99 as f64 / 1e3),
+        note: Some("tokio::task::spawn_blocking(fn).await; runtime built with max_blocking_threads(1)"),
+    }
+}
+
+// 7. blocking_throughput_N: N blocking threads, trivial calls with at most
+//    BLOCKING_TP_WINDOW in flight (sliding window: Semaphore permit per call,
+//    released on the runtime thread once the result is back).
+async fn blocking_window(n: usize) {
+    let sem = Arc::new(Semaphore::new(BLOCKING_TP_WINDOW));
+    let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    for _ in 0..n {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        // Submit right away (like run_in_executor); a task awaits the result on the loop.
+        let h = tokio::task::spawn_blocking(trivial);
+        tokio::spawn(async move {
+            black_box(h.await.unwrap());
+            done.fetch_add(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+    // Drain: every slot free again => all calls are back.
+    let _all = sem.acquire_many(BLOCKING_TP_WINDOW as u32).await.unwrap();
+    assert_eq!(done.load(Ordering::Relaxed), n);
+}
+
+fn blocking_throughput(nthreads: usize) -> Result {
+    let el = run_in_task_on(runtime_blocking(nthreads), async {
+        blocking_window(BLOCKING_TP_WARMUP).await; // start the pool's threads
+        let t0 = Instant::now();
+        blocking_window(BLOCKING_TP_N).await;
+        t0.elapsed()
+    });
+    let note = match nthreads {
+        1 => "max_blocking_threads(1) + spawn_blocking, <= 256 in flight (Semaphore permit released by a task awaiting the JoinHandle)",
+        2 => "max_blocking_threads(2) + spawn_blocking, <= 256 in flight (Semaphore permit released by a task awaiting the JoinHandle)",
+        4 => "max_blocking_threads(4) + spawn_blocking, <= 256 in flight (Semaphore permit released by a task awaiting the JoinHandle)",
+        _ => unreachable!(),
+    };
+    Result { note: Some(note), ..Result::plain(ns(el) / BLOCKING_TP_N as f64) }
+}
+
 fn run(op: &str) -> Result {
     match op {
         "spawn_await" => spawn_await(),
@@ -222,6 +316,10 @@ fn run(op: &str) -> Result {
         "timer_fire" => timer_fire(),
         "threadsafe_throughput" => threadsafe_throughput(),
         "threadsafe_roundtrip" => threadsafe_roundtrip(),
+        "blocking_roundtrip" => blocking_roundtrip(),
+        "blocking_throughput_1" => blocking_throughput(1),
+        "blocking_throughput_2" => blocking_throughput(2),
+        "blocking_throughput_4" => blocking_throughput(4),
         _ => unreachable!(),
     }
 }
