@@ -5,8 +5,10 @@
 // that ignores it is abandoned after the grace period and counted as a
 // zombie. The shutdown report accounts for every job.
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <thread>
 
 #include "spindle/spindle.hpp"
@@ -48,11 +50,14 @@ task<int> demo(spindle::thread_pool& reports, spindle::thread_pool& lookups) {
     std::printf("cooperative call: stopped by its stop token at the timeout\n");
   }
 
-  // 3. A call that ignores it is abandoned after the grace period.
-  std::atomic<bool> let_go{false};
+  // 3. A call that ignores it is abandoned after the grace period. An
+  // abandoned call outlives this frame: it must own what it uses (here a
+  // shared flag), never refer to the awaiting coroutine's locals.
+  auto let_go = std::make_shared<std::atomic<bool>>(false);
   try {
-    co_await spindle::with_timeout(10ms, spindle::run_blocking(lookups, spindle::job_name{"stubborn"}, [&] {
-                                     while (!let_go) std::this_thread::sleep_for(1ms);
+    co_await spindle::with_timeout(10ms,
+                                   spindle::run_blocking(lookups, spindle::job_name{"stubborn"}, [let_go] {
+                                     while (!*let_go) std::this_thread::sleep_for(1ms);
                                    }));
     ++failures;
   } catch (const spindle::timeout_error&) {
@@ -61,7 +66,7 @@ task<int> demo(spindle::thread_pool& reports, spindle::thread_pool& lookups) {
                 static_cast<unsigned long long>(s.abandoned));
     if (s.zombies != 1) ++failures;
   }
-  let_go = true;
+  *let_go = true;
   co_return failures;
 }
 

@@ -28,6 +28,14 @@ class gate {
     ++waiting_;
     cv_.notify_all();
     cv_.wait(lock, [&] { return open_; });
+    ++exited_;
+    cv_.notify_all();
+  }
+  // Until `n` waiters have left wait(): then no thread touches the gate any
+  // more and it may be destroyed (abandoned calls outlive their awaiters).
+  void wait_for_exits(int n) {
+    std::unique_lock lock(m_);
+    cv_.wait(lock, [&] { return exited_ >= n; });
   }
   void open() {
     std::lock_guard lock(m_);
@@ -43,6 +51,7 @@ class gate {
   std::mutex m_;
   std::condition_variable cv_;
   int waiting_ = 0;
+  int exited_ = 0;
   bool open_ = false;
 };
 
@@ -294,6 +303,7 @@ TEST(ThreadPool, ShutdownReportAccountsForEveryJob) {
     co_return kinds;
   };
   auto kinds = loop.run(main());
+  g.wait_for_exits(1);  // the abandoned call returns before the gate goes
   EXPECT_EQ(kinds, (std::vector<std::string>{"shutdown", "shutdown", "shutdown"}));
   EXPECT_EQ(report.submitted, 5u);
   EXPECT_EQ(report.completed, 1u);
@@ -326,6 +336,7 @@ TEST(ThreadPool, DestructorCancelsQueuedWorkAndReports) {
     loop.run(main());
   }
   g.open();
+  g.wait_for_exits(1);
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_NE(seen[0].message.find("abandoned=1"), std::string::npos) << seen[0].message;
 }
