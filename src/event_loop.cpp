@@ -474,11 +474,20 @@ void event_loop::run_once(std::int64_t max_block_ns) {
 }
 
 void event_loop::shutdown_tasks() {
-  if (live_head_ == nullptr) return;
+  loop_shutdown_report r;
+  r.loop = opts_.name;
+  if (live_head_ == nullptr) {
+    last_shutdown_ = std::move(r);
+    return;
+  }
   shutting_down_ = true;
   // A stop() that ended the main phase must not end the shutdown phase.
   stop_requested_.store(false, std::memory_order_relaxed);
-  for (detail::task_node* t = live_head_; t != nullptr; t = t->live_next) t->request_cancel();
+  const loop_statistics before = stats_;
+  for (detail::task_node* t = live_head_; t != nullptr; t = t->live_next) {
+    ++r.cancelled;
+    t->request_cancel();
+  }
   const auto grace_end = std::chrono::steady_clock::now() + opts_.shutdown_grace;
   for (;;) {
     auto left = grace_end - std::chrono::steady_clock::now();
@@ -488,6 +497,7 @@ void event_loop::shutdown_tasks() {
   while (detail::task_node* t = live_head_) {
     report({diagnostic::kind::abandoned_task, opts_.name, t->name(), t->where(),
             "did not finish within the shutdown grace period after cancellation", nullptr});
+    r.abandoned_tasks.push_back(describe_task(t->name(), t->where()));
     // Reported once, kept apart: a later shutdown does not wait for it again.
     list_unlink(live_head_, t);
     list_push(abandoned_head_, t);
@@ -495,7 +505,29 @@ void event_loop::shutdown_tasks() {
     --stats_.tasks_alive;
     ++stats_.tasks_abandoned;
   }
+  // How the cancelled tasks (and any they spawned) ended during the grace.
+  r.ended_cancelled = stats_.tasks_cancelled - before.tasks_cancelled;
+  r.ended_failed = stats_.tasks_failed - before.tasks_failed;
+  r.ended_completed = stats_.tasks_completed - before.tasks_completed;
   shutting_down_ = false;
+  last_shutdown_ = std::move(r);
+}
+
+std::string loop_shutdown_report::to_string() const {
+  std::string s = "loop=" + loop + " cancelled=" + std::to_string(cancelled) +
+                  " ended_cancelled=" + std::to_string(ended_cancelled) +
+                  " ended_failed=" + std::to_string(ended_failed) +
+                  " ended_completed=" + std::to_string(ended_completed) +
+                  " abandoned=" + std::to_string(abandoned_tasks.size());
+  if (!abandoned_tasks.empty()) {
+    s += " abandoned_tasks=[";
+    for (std::size_t i = 0; i < abandoned_tasks.size(); ++i) {
+      if (i != 0) s += ",";
+      s += abandoned_tasks[i];
+    }
+    s += "]";
+  }
+  return s;
 }
 
 }  // namespace spindle

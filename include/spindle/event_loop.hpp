@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "spindle/clock.hpp"
 #include "spindle/detail/callback.hpp"
@@ -45,6 +46,18 @@ struct loop_statistics {
   std::uint64_t iterations = 0;        ///< turns of the loop
   std::uint64_t polls = 0;             ///< epoll_wait calls
   std::uint64_t threadsafe_calls = 0;  ///< callbacks received through call_soon_threadsafe
+};
+
+/// What the last shutdown phase of run() (or of the destructor) did with the
+/// tasks still alive when the main task ended.
+struct loop_shutdown_report {
+  std::string loop;
+  std::uint64_t cancelled = 0;               ///< tasks alive at the start: all were cancelled
+  std::uint64_t ended_cancelled = 0;         ///< ended with cancelled_error within the grace
+  std::uint64_t ended_failed = 0;            ///< ended with another exception within the grace
+  std::uint64_t ended_completed = 0;         ///< ended normally within the grace (caught the cancellation)
+  std::vector<std::string> abandoned_tasks;  ///< still alive after the grace (name or file:line)
+  [[nodiscard]] std::string to_string() const;
 };
 
 namespace detail {
@@ -140,6 +153,9 @@ class event_loop {
   [[nodiscard]] const std::string& name() const noexcept { return opts_.name; }
   [[nodiscard]] std::thread::id owner_thread() const noexcept { return owner_; }
   [[nodiscard]] loop_statistics statistics() const;
+  /// The report of the last shutdown phase (run() returning, or a
+  /// destructor with tasks alive); empty before the first.
+  [[nodiscard]] const loop_shutdown_report& last_shutdown_report() const noexcept { return last_shutdown_; }
 
   /// Replaces where diagnostics go (default: one line on stderr).
   void set_diagnostic_handler(diagnostic_handler handler);
@@ -240,6 +256,7 @@ class event_loop {
   std::atomic<bool> running_{false};
   std::atomic<bool> stop_requested_{false};
   diagnostic_handler diag_;
+  loop_shutdown_report last_shutdown_;
 };
 
 }  // namespace spindle

@@ -238,6 +238,10 @@ TEST(EventLoop, RunCancelsLeftoverTasksAndWaitsForTheirCleanup) {
   EXPECT_EQ(s.tasks_alive, 0u);
   EXPECT_EQ(s.tasks_cancelled, 1u);
   EXPECT_EQ(s.tasks_completed, 1u);
+  const loop_shutdown_report& r = loop.last_shutdown_report();
+  EXPECT_EQ(r.cancelled, 1u);
+  EXPECT_EQ(r.ended_cancelled, 1u);
+  EXPECT_TRUE(r.abandoned_tasks.empty());
 }
 
 // An awaiter that registers no cancel hook and is never resumed: a task
@@ -264,6 +268,10 @@ TEST(EventLoop, TaskThatIgnoresCancellationIsReportedAsAbandoned) {
   auto s = loop.statistics();
   EXPECT_EQ(s.tasks_abandoned, 1u);
   EXPECT_EQ(s.tasks_alive, 0u);
+  const loop_shutdown_report& r = loop.last_shutdown_report();
+  EXPECT_EQ(r.cancelled, 1u);
+  EXPECT_EQ(r.abandoned_tasks, (std::vector<std::string>{"stuck-task"}));
+  EXPECT_NE(r.to_string().find("abandoned_tasks=[stuck-task]"), std::string::npos) << r.to_string();
   // A later run does not wait for it, nor report it again.
   auto again = []() -> task<int> { co_return 2; };
   EXPECT_EQ(loop.run(again()), 2);
