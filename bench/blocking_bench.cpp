@@ -28,7 +28,8 @@ void BM_blocking_roundtrip(benchmark::State& state) {
       auto t0 = std::chrono::steady_clock::now();
       int v = co_await spindle::run_blocking(pool, [] { return 1; });
       benchmark::DoNotOptimize(v);
-      latencies.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      latencies.push_back(
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
     }
   };
   loop.run(body());

@@ -71,6 +71,7 @@ class pool_state : public std::enable_shared_from_this<pool_state> {
     if (opts.threads == 0) opts.threads = 1;
     if (opts.queue_capacity == 0) opts.queue_capacity = 1;
     if (opts.max_zombies == 0) opts.max_zombies = opts.threads;
+    if (opts.max_threads < opts.threads) opts.max_threads = opts.threads;
   }
 
   thread_pool_options opts;
@@ -91,7 +92,6 @@ class pool_state : public std::enable_shared_from_this<pool_state> {
   std::size_t workers = 0;  // live threads, zombies excluded
   std::size_t busy = 0;
   std::size_t zombies = 0;
-  std::size_t retire = 0;  // workers asked to exit (a zombie came back)
   bool accepting = true;
   bool stopping = false;
   std::uint64_t next_id = 1;
@@ -142,12 +142,18 @@ class pool_state : public std::enable_shared_from_this<pool_state> {
   void worker() {
     std::unique_lock lock(mutex);
     for (;;) {
-      work_cv.wait(lock, [&] { return stopping || retire > 0 || !queue.empty(); });
-      if (retire > 0 && queue.empty()) {
-        --retire;
-        --workers;
-        idle_cv.notify_all();
-        return;
+      auto has_work = [&] { return stopping || !queue.empty(); };
+      if (workers > opts.threads && !stopping) {
+        // An elastic extra: leave after idle_timeout without work.
+        if (!work_cv.wait_for(lock, opts.idle_timeout, has_work)) {
+          // Others may have left meanwhile: never go below the floor.
+          if (workers <= opts.threads) continue;
+          --workers;
+          idle_cv.notify_all();
+          return;
+        }
+      } else {
+        work_cv.wait(lock, has_work);
       }
       if (queue.empty()) {  // stopping and nothing left
         --workers;
@@ -222,7 +228,12 @@ task<void> submit(std::shared_ptr<pool_state> pool, std::shared_ptr<pool_job> jo
         job->enqueued = std::chrono::steady_clock::now();
         pool->queue.push_back(job);
         ++pool->submitted;
-        pool->work_cv.notify_one();
+        // Elastic growth: more queued work than idle threads, and room to grow.
+        if (pool->queue.size() > pool->workers - pool->busy && pool->workers < pool->opts.max_threads) {
+          pool->start_worker_locked();
+        } else {
+          pool->work_cv.notify_one();
+        }
         co_return;
       }
       if (pool->opts.full == when_full::reject) {

@@ -41,7 +41,13 @@ enum class shutdown_policy : std::uint8_t {
 
 struct thread_pool_options {
   std::string name = "pool";
+  /// Threads always kept (the fixed size, or the floor of an elastic pool).
   std::size_t threads = 4;
+  /// Bounded-elastic: grow up to this many threads while work waits and no
+  /// thread is idle; extra threads exit after `idle_timeout` without work.
+  /// 0 (default): fixed at `threads`.
+  std::size_t max_threads = 0;
+  duration idle_timeout = std::chrono::seconds(10);
   std::size_t queue_capacity = 64;
   when_full full = when_full::reject;
   /// After cancellation has requested stop on a running call, how long it

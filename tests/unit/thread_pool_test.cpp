@@ -78,6 +78,32 @@ TEST(ThreadPool, ReturnsValueOnTheLoopAndRunsOnAWorker) {
   EXPECT_EQ(s.threads, 2u);
 }
 
+TEST(ThreadPool, ElasticPoolGrowsUnderLoadAndShrinksWhenIdle) {
+  thread_pool pool({.name = "elastic", .threads = 1, .max_threads = 4, .idle_timeout = 20ms});
+  event_loop loop;
+  gate g;
+  auto main = [&]() -> task<void> {
+    co_await with_task_group([&](task_group& tg) -> task<void> {
+      for (int i = 0; i < 6; ++i) {
+        tg.spawn([](thread_pool& p, gate& gt) -> task<void> { co_await run_blocking(p, [&] { gt.wait(); }); }(
+                                                  pool, g));
+      }
+      co_await sleep_for(1ms);
+      g.wait_for_waiters(4);  // four run at once: the pool grew to its bound
+      auto s = pool.statistics();
+      EXPECT_EQ(s.threads, 4u);
+      EXPECT_EQ(s.busy, 4u);
+      EXPECT_EQ(s.queued, 2u);  // and no further
+      g.open();
+    });
+    // Idle extras leave after idle_timeout; the floor stays.
+    for (int i = 0; i < 2000 && pool.statistics().threads > 1; ++i) co_await sleep_for(1ms);
+    EXPECT_EQ(pool.statistics().threads, 1u);
+  };
+  loop.run(main());
+  EXPECT_EQ(pool.statistics().completed, 6u);
+}
+
 TEST(ThreadPool, ExceptionTypeIsPreserved) {
   thread_pool pool({.name = "p", .threads = 1});
   event_loop loop;
