@@ -375,6 +375,10 @@ thread_pool::~thread_pool() {
     } catch (...) {
     }
   }
+  if (state_->opts.report_to != nullptr) {
+    event_loop* loop = state_->opts.report_to;
+    if (loop->remote()->post(detail::make_callback([loop, d] { loop->report(d); }))) return;
+  }
   write_to_stderr(d);
 }
 

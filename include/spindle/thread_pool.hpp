@@ -56,8 +56,10 @@ struct thread_pool_options {
   /// Zombie threads allowed before submissions wait or fail; 0: `threads`.
   std::size_t max_zombies = 0;
   /// Where the destructor's report goes when it had to cancel or abandon
-  /// work (default: one line on stderr).
+  /// work: `on_report` if set, else the diagnostic handler of `report_to`
+  /// (posted to that loop, thread-safe), else one line on stderr.
   diagnostic_handler on_report{};
+  event_loop* report_to = nullptr;
 };
 
 /// p50 / p99 over the most recent samples (up to 1,024).

@@ -14,6 +14,7 @@
 #include "spindle/event_loop.hpp"
 #include "spindle/sleep.hpp"
 #include "spindle/task_group.hpp"
+#include "support/test_support.hpp"
 
 namespace spindle {
 namespace {
@@ -365,6 +366,33 @@ TEST(ThreadPool, DestructorCancelsQueuedWorkAndReports) {
   g.wait_for_exits(1);
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_NE(seen[0].message.find("abandoned=1"), std::string::npos) << seen[0].message;
+}
+
+TEST(ThreadPool, DestructorReportCanGoToALoopsDiagnosticHandler) {
+  event_loop loop({.name = "owner"});
+  test::diagnostic_log log(loop);
+  gate g;
+  {
+    thread_pool pool({.name = "reports-to-loop", .threads = 1, .abandon_grace = 10ms, .report_to = &loop});
+    auto main = [&]() -> task<void> {
+      loop.spawn_detached(
+          [](thread_pool& p, gate& gt) -> task<void> {
+            co_await run_blocking(p, job_name{"stuck-job"}, [&] { gt.wait(); });
+          }(pool, g),
+          "stuck");
+      co_await sleep_for(1ms);
+      g.wait_for_waiters(1);
+    };
+    loop.run(main());
+  }  // the destructor posts its report to `loop`
+  g.open();
+  g.wait_for_exits(1);
+  auto drain = []() -> task<void> { co_await yield(); };
+  loop.run(drain());
+  auto entries = log.entries();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].loop, "reports-to-loop");
+  EXPECT_NE(entries[0].message.find("abandoned_jobs=[stuck-job]"), std::string::npos) << entries[0].message;
 }
 
 }  // namespace
