@@ -18,8 +18,9 @@ build: deps
 	@$(call CONFIGURE,release)
 	@cmake --build build/release -j $(JOBS)
 
+DEMOS = fanout_sleep fanout timeouts blocking
 demo: build
-	@build/release/examples/fanout_sleep
+	@for d in $(DEMOS); do echo "== $$d"; build/release/examples/$$d || exit 1; echo; done
 
 test: build
 	@ctest --preset release
