@@ -1,5 +1,7 @@
 #include "support/test_support.hpp"
 
+#include "spindle/sleep.hpp"
+
 #include <dirent.h>
 #include <pthread.h>
 
@@ -7,6 +9,15 @@
 #include <stdexcept>
 
 namespace spindle::test {
+
+task<void> sleep_counting_cancellation(int& cancelled, duration d) {
+  try {
+    co_await sleep_for(d);
+  } catch (const cancelled_error&) {
+    ++cancelled;
+    throw;
+  }
+}
 
 diagnostic_log::diagnostic_log(event_loop& loop) : loop_(loop) {
   loop.set_diagnostic_handler([this](const diagnostic& d) {

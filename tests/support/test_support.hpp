@@ -10,6 +10,7 @@
 #include "spindle/clock.hpp"
 #include "spindle/diagnostics.hpp"
 #include "spindle/event_loop.hpp"
+#include "spindle/task.hpp"
 
 namespace spindle::test {
 
@@ -21,6 +22,10 @@ struct manual_loop {
   time_point start = clock.now();
   [[nodiscard]] duration elapsed() const { return clock.now() - start; }
 };
+
+/// Sleeps for `d` (default: practically forever); counts the cancellation
+/// in `cancelled` if one arrives, and rethrows it.
+task<void> sleep_counting_cancellation(int& cancelled, duration d = std::chrono::hours(1));
 
 /// Collects a loop's diagnostics instead of printing them.
 class diagnostic_log {

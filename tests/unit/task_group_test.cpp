@@ -130,14 +130,7 @@ TEST(TaskGroup, BodyFailureCancelsChildren) {
 TEST(TaskGroup, ExplicitCancelEndsTheGroupWithoutError) {
   fixture f;
   int cancelled = 0;
-  auto child = [&]() -> task<void> {
-    try {
-      co_await sleep_for(1h);
-    } catch (const cancelled_error&) {
-      ++cancelled;
-      throw;
-    }
-  };
+  auto child = [&]() { return test::sleep_counting_cancellation(cancelled); };
   auto main = [&]() -> task<void> {
     co_await with_task_group([&](task_group& g) -> task<void> {
       for (int i = 0; i < 5; ++i) g.spawn(child());
@@ -154,14 +147,7 @@ TEST(TaskGroup, ExplicitCancelEndsTheGroupWithoutError) {
 TEST(TaskGroup, OuterTimeoutReachesChildren) {
   fixture f;
   int cancelled = 0;
-  auto child = [&]() -> task<void> {
-    try {
-      co_await sleep_for(1h);
-    } catch (const cancelled_error&) {
-      ++cancelled;
-      throw;
-    }
-  };
+  auto child = [&]() { return test::sleep_counting_cancellation(cancelled); };
   auto main = [&]() -> task<bool> {
     try {
       co_await with_timeout(3s, with_task_group([&](task_group& g) -> task<void> {
