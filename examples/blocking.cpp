@@ -73,17 +73,15 @@ task<int> demo(spindle::thread_pool& reports, spindle::thread_pool& lookups) {
 }  // namespace
 
 int main() {
-  spindle::thread_pool reports({.name = "reports", .threads = 2, .queue_capacity = 8});
-  spindle::thread_pool lookups({.name = "lookups", .threads = 2, .abandon_grace = 20ms});
-  int failures = 0;
-  {
-    spindle::event_loop loop({.name = "blocking"});
-    failures = loop.run(demo(reports, lookups));
-  }
-  for (auto* pool : {&reports, &lookups}) {
-    spindle::shutdown_report r = pool->shutdown(spindle::shutdown_policy::drain, 1s);
-    std::printf("%s (balanced: %s)\n", r.to_string().c_str(), r.balanced() ? "yes" : "NO");
-    if (!r.balanced()) ++failures;
-  }
+  spindle::event_loop loop({.name = "blocking"});
+  // Attached pools are shut down by the loop's shutdown phase: run()
+  // returning gives one report for the loop's tasks and both pools.
+  spindle::thread_pool reports({.name = "reports", .threads = 2, .queue_capacity = 8, .attach_to = &loop});
+  spindle::thread_pool lookups({.name = "lookups", .threads = 2, .abandon_grace = 20ms, .attach_to = &loop});
+  int failures = loop.run(demo(reports, lookups));
+  const spindle::loop_shutdown_report& r = loop.last_shutdown_report();
+  std::printf("shutdown: %s\n(pools balanced: %s)\n", r.to_string().c_str(),
+              r.pools_balanced() ? "yes" : "NO");
+  if (!r.pools_balanced() || r.pools.size() != 2) ++failures;
   return failures == 0 ? 0 : 1;
 }

@@ -143,7 +143,12 @@ event_loop::~event_loop() {
                  opts_.name.c_str(), owner_desc_.c_str(), detail::describe_current_thread().c_str());
     std::abort();
   }
-  if (live_head_ != nullptr && !running_.load(std::memory_order_relaxed) &&
+  bool attached = false;
+  {
+    std::lock_guard lock(attached_mutex_);
+    attached = !attached_.empty();
+  }
+  if ((live_head_ != nullptr || attached) && !running_.load(std::memory_order_relaxed) &&
       detail::tls_context.loop == nullptr) {
     running_.store(true, std::memory_order_release);
     detail::tls_context.loop = this;
@@ -476,41 +481,74 @@ void event_loop::run_once(std::int64_t max_block_ns) {
 void event_loop::shutdown_tasks() {
   loop_shutdown_report r;
   r.loop = opts_.name;
-  if (live_head_ == nullptr) {
-    last_shutdown_ = std::move(r);
-    return;
+  if (live_head_ != nullptr) {
+    shutting_down_ = true;
+    // A stop() that ended the main phase must not end the shutdown phase.
+    stop_requested_.store(false, std::memory_order_relaxed);
+    const loop_statistics before = stats_;
+    for (detail::task_node* t = live_head_; t != nullptr; t = t->live_next) {
+      ++r.cancelled;
+      t->request_cancel();
+    }
+    const auto grace_end = std::chrono::steady_clock::now() + opts_.shutdown_grace;
+    for (;;) {
+      auto left = grace_end - std::chrono::steady_clock::now();
+      if (live_head_ == nullptr || left <= duration::zero()) break;
+      run_once(std::chrono::duration_cast<std::chrono::nanoseconds>(left).count());
+    }
+    while (detail::task_node* t = live_head_) {
+      report({diagnostic::kind::abandoned_task, opts_.name, t->name(), t->where(),
+              "did not finish within the shutdown grace period after cancellation", nullptr});
+      r.abandoned_tasks.push_back(describe_task(t->name(), t->where()));
+      // Reported once, kept apart: a later shutdown does not wait for it again.
+      list_unlink(live_head_, t);
+      list_push(abandoned_head_, t);
+      t->abandoned_ = true;
+      --stats_.tasks_alive;
+      ++stats_.tasks_abandoned;
+    }
+    // How the cancelled tasks (and any they spawned) ended during the grace.
+    r.ended_cancelled = stats_.tasks_cancelled - before.tasks_cancelled;
+    r.ended_failed = stats_.tasks_failed - before.tasks_failed;
+    r.ended_completed = stats_.tasks_completed - before.tasks_completed;
+    shutting_down_ = false;
   }
-  shutting_down_ = true;
-  // A stop() that ended the main phase must not end the shutdown phase.
-  stop_requested_.store(false, std::memory_order_relaxed);
-  const loop_statistics before = stats_;
-  for (detail::task_node* t = live_head_; t != nullptr; t = t->live_next) {
-    ++r.cancelled;
-    t->request_cancel();
+  // Then the attached pools: their awaiting tasks are gone, so what is still
+  // queued or running belongs to nobody on this loop (or to other loops).
+  std::vector<std::weak_ptr<detail::shutdown_participant>> attached;
+  {
+    std::lock_guard lock(attached_mutex_);
+    attached.swap(attached_);
   }
-  const auto grace_end = std::chrono::steady_clock::now() + opts_.shutdown_grace;
-  for (;;) {
-    auto left = grace_end - std::chrono::steady_clock::now();
-    if (live_head_ == nullptr || left <= duration::zero()) break;
-    run_once(std::chrono::duration_cast<std::chrono::nanoseconds>(left).count());
+  for (auto& weak : attached) {
+    if (auto p = weak.lock()) {
+      if (auto pool = p->shutdown_for_loop()) r.pools.push_back(std::move(*pool));
+    }
   }
-  while (detail::task_node* t = live_head_) {
-    report({diagnostic::kind::abandoned_task, opts_.name, t->name(), t->where(),
-            "did not finish within the shutdown grace period after cancellation", nullptr});
-    r.abandoned_tasks.push_back(describe_task(t->name(), t->where()));
-    // Reported once, kept apart: a later shutdown does not wait for it again.
-    list_unlink(live_head_, t);
-    list_push(abandoned_head_, t);
-    t->abandoned_ = true;
-    --stats_.tasks_alive;
-    ++stats_.tasks_abandoned;
-  }
-  // How the cancelled tasks (and any they spawned) ended during the grace.
-  r.ended_cancelled = stats_.tasks_cancelled - before.tasks_cancelled;
-  r.ended_failed = stats_.tasks_failed - before.tasks_failed;
-  r.ended_completed = stats_.tasks_completed - before.tasks_completed;
-  shutting_down_ = false;
   last_shutdown_ = std::move(r);
+}
+
+void event_loop::attach(std::weak_ptr<detail::shutdown_participant> p) {
+  std::lock_guard lock(attached_mutex_);
+  std::erase_if(attached_, [](const auto& w) { return w.expired(); });
+  attached_.push_back(std::move(p));
+}
+
+loop_shutdown_report event_loop::shutdown() {
+  enter_run("shutdown");
+  struct leave_guard {
+    event_loop* loop;
+    ~leave_guard() { loop->leave_run(); }
+  } guard{this};
+  shutdown_tasks();
+  return last_shutdown_;
+}
+
+bool loop_shutdown_report::clean() const noexcept {
+  if (cancelled != 0 || !abandoned_tasks.empty()) return false;
+  for (const auto& p : pools)
+    if (p.cancelled + p.abandoned + p.failed != 0) return false;
+  return true;
 }
 
 std::string loop_shutdown_report::to_string() const {
@@ -527,6 +565,7 @@ std::string loop_shutdown_report::to_string() const {
     }
     s += "]";
   }
+  for (const auto& p : pools) s += "; " + p.to_string();
   return s;
 }
 

@@ -65,7 +65,7 @@ std::string job_label(const pool_job& j) {
 }
 }  // namespace
 
-class pool_state : public std::enable_shared_from_this<pool_state> {
+class pool_state final : public std::enable_shared_from_this<pool_state>, public shutdown_participant {
  public:
   explicit pool_state(thread_pool_options o) : opts(std::move(o)) {
     if (opts.threads == 0) opts.threads = 1;
@@ -94,6 +94,8 @@ class pool_state : public std::enable_shared_from_this<pool_state> {
   std::size_t zombies = 0;
   bool accepting = true;
   bool stopping = false;
+  bool shut_down = false;                 // shutdown() has run (by the owner or by the attached loop)
+  std::shared_ptr<loop_remote> attached;  // the attach_to loop, for the destructor's report
   std::uint64_t next_id = 1;
   std::uint64_t submitted = 0, completed = 0, failed = 0, rejected = 0, cancelled = 0, abandoned = 0;
   // Names of the jobs that did not complete, for the shutdown report
@@ -127,6 +129,62 @@ class pool_state : public std::enable_shared_from_this<pool_state> {
   static void answer(std::shared_ptr<pool_job> job) {
     std::shared_ptr<loop_remote> remote = job->remote;
     remote->post(make_callback([job = std::move(job)] { blocking_wait::on_answer(job); }));
+  }
+
+  // Steps 1-5 of the file comment; later calls only report.
+  shutdown_report shutdown(shutdown_policy policy, duration grace) {
+    shutdown_report r;
+    r.name = opts.name;
+    std::unique_lock lock(mutex);
+    if (!shut_down) {
+      shut_down = true;
+      accepting = false;
+      if (policy == shutdown_policy::cancel_queued) cancel_queued_locked();
+      const auto until = std::chrono::steady_clock::now() + grace;
+      idle_cv.wait_until(lock, until, [&] { return queue.empty() && busy == 0; });
+      cancel_queued_locked();
+      for (const auto& job : running) {
+        if (job->st != pool_job::state::running) continue;
+        job->ended_by_shutdown = true;
+        abandon_locked(job);
+        answer(job);
+      }
+      stopping = true;
+      work_cv.notify_all();
+      wake_room_waiters_locked();  // parked submitters retry and see rejected_error
+    }
+    r.submitted = submitted;
+    r.completed = completed;
+    r.failed = failed;
+    r.cancelled = cancelled;
+    r.abandoned = abandoned;
+    r.still_running = submitted - (completed + failed + cancelled + abandoned);
+    r.cancelled_jobs = cancelled_names;
+    r.abandoned_jobs = abandoned_names;
+    return r;
+  }
+
+  std::optional<shutdown_report> shutdown_for_loop() noexcept override {
+    {
+      std::lock_guard lock(mutex);
+      if (shut_down) return std::nullopt;
+    }
+    try {
+      return shutdown(shutdown_policy::cancel_queued, opts.abandon_grace);
+    } catch (...) {  // allocation failure while copying names
+      return std::nullopt;
+    }
+  }
+
+  void cancel_queued_locked() {
+    while (!queue.empty()) {
+      std::shared_ptr<pool_job> job = std::move(queue.front());
+      queue.pop_front();
+      job->st = pool_job::state::cancelled;
+      job->ended_by_shutdown = true;
+      note_cancelled_locked(*job);
+      answer(job);
+    }
   }
 
   void abandon_locked(const std::shared_ptr<pool_job>& job) {
@@ -354,13 +412,20 @@ void blocking_wait::abandon() noexcept {
 
 thread_pool::thread_pool(thread_pool_options opts)
     : state_(std::make_shared<detail::pool_state>(std::move(opts))) {
+  if (event_loop* loop = state_->opts.attach_to) {
+    state_->attached = loop->remote();
+    detail::loop_access::attach(*loop, state_);
+  }
   std::lock_guard lock(state_->mutex);
   for (std::size_t i = 0; i < state_->opts.threads; ++i) state_->start_worker_locked();
 }
 
 thread_pool::~thread_pool() {
-  if (shut_down_) return;
-  shutdown_report r = shutdown(shutdown_policy::cancel_queued, state_->opts.abandon_grace);
+  {
+    std::lock_guard lock(state_->mutex);
+    if (state_->shut_down) return;  // its owner or its loop has the report
+  }
+  shutdown_report r = state_->shutdown(shutdown_policy::cancel_queued, state_->opts.abandon_grace);
   if (r.cancelled + r.abandoned == 0) return;
   diagnostic d{diagnostic::kind::abandoned_task,
                state_->opts.name,
@@ -375,9 +440,16 @@ thread_pool::~thread_pool() {
     } catch (...) {
     }
   }
-  if (state_->opts.report_to != nullptr) {
-    event_loop* loop = state_->opts.report_to;
-    if (loop->remote()->post(detail::make_callback([loop, d] { loop->report(d); }))) return;
+  if (state_->attached) {
+    event_loop* here = event_loop::current();
+    if (here != nullptr && here->remote() == state_->attached) {
+      here->report(d);
+      return;
+    }
+    auto deliver = [d] {
+      if (event_loop* loop = event_loop::current()) loop->report(d);
+    };
+    if (state_->attached->post(detail::make_callback(std::move(deliver)))) return;
   }
   write_to_stderr(d);
 }
@@ -393,47 +465,7 @@ pool_statistics thread_pool::statistics() const {
 }
 
 shutdown_report thread_pool::shutdown(shutdown_policy policy, duration grace) {
-  detail::pool_state& p = *state_;
-  shutdown_report r;
-  r.name = p.opts.name;
-  std::unique_lock lock(p.mutex);
-  const bool first = !shut_down_;
-  shut_down_ = true;
-  p.accepting = false;
-  auto cancel_queued_locked = [&] {
-    while (!p.queue.empty()) {
-      std::shared_ptr<detail::pool_job> job = std::move(p.queue.front());
-      p.queue.pop_front();
-      job->st = detail::pool_job::state::cancelled;
-      job->ended_by_shutdown = true;
-      p.note_cancelled_locked(*job);
-      detail::pool_state::answer(job);
-    }
-  };
-  if (first) {
-    if (policy == shutdown_policy::cancel_queued) cancel_queued_locked();
-    const auto until = std::chrono::steady_clock::now() + grace;
-    p.idle_cv.wait_until(lock, until, [&] { return p.queue.empty() && p.busy == 0; });
-    cancel_queued_locked();
-    for (const auto& job : p.running) {
-      if (job->st != detail::pool_job::state::running) continue;
-      job->ended_by_shutdown = true;
-      p.abandon_locked(job);
-      detail::pool_state::answer(job);
-    }
-    p.stopping = true;
-    p.work_cv.notify_all();
-    p.wake_room_waiters_locked();  // parked submitters retry and see rejected_error
-  }
-  r.submitted = p.submitted;
-  r.completed = p.completed;
-  r.failed = p.failed;
-  r.cancelled = p.cancelled;
-  r.abandoned = p.abandoned;
-  r.still_running = p.submitted - (p.completed + p.failed + p.cancelled + p.abandoned);
-  r.cancelled_jobs = p.cancelled_names;
-  r.abandoned_jobs = p.abandoned_names;
-  return r;
+  return state_->shutdown(policy, grace);
 }
 
 std::string shutdown_report::to_string() const {

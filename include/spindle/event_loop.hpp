@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <source_location>
 #include <string>
 #include <thread>
@@ -21,6 +22,7 @@
 #include "spindle/detail/typed_task_node.hpp"
 #include "spindle/diagnostics.hpp"
 #include "spindle/error.hpp"
+#include "spindle/shutdown_report.hpp"
 #include "spindle/task.hpp"
 
 namespace spindle {
@@ -48,8 +50,9 @@ struct loop_statistics {
   std::uint64_t threadsafe_calls = 0;  ///< callbacks received through call_soon_threadsafe
 };
 
-/// What the last shutdown phase of run() (or of the destructor) did with the
-/// tasks still alive when the main task ended.
+/// The one combined report of a loop's shutdown phase (run() returning,
+/// shutdown(), or the destructor): what happened to the tasks still alive,
+/// and the final account of every thread pool attached to the loop.
 struct loop_shutdown_report {
   std::string loop;
   std::uint64_t cancelled = 0;               ///< tasks alive at the start: all were cancelled
@@ -57,6 +60,18 @@ struct loop_shutdown_report {
   std::uint64_t ended_failed = 0;            ///< ended with another exception within the grace
   std::uint64_t ended_completed = 0;         ///< ended normally within the grace (caught the cancellation)
   std::vector<std::string> abandoned_tasks;  ///< still alive after the grace (name or file:line)
+  /// Attached pools shut down by this phase (thread_pool_options::attach_to),
+  /// in the order they were attached.
+  std::vector<shutdown_report> pools;
+  /// Tasks that started or ended during the grace are included in the ended_
+  /// counters, so only the pools' own balance is checked here.
+  [[nodiscard]] bool pools_balanced() const noexcept {
+    for (const auto& p : pools)
+      if (!p.balanced()) return false;
+    return true;
+  }
+  /// Nothing was cancelled, abandoned or failed.
+  [[nodiscard]] bool clean() const noexcept;
   [[nodiscard]] std::string to_string() const;
 };
 
@@ -104,8 +119,16 @@ class event_loop {
   T run(task<T> main, std::string name = "main",
         std::source_location where = std::source_location::current());
 
-  /// Runs until stop() is called.
+  /// Runs until stop() is called. Does not shut down: tasks stay alive
+  /// across run_forever() calls; call shutdown() when done.
   void run_forever();
+
+  /// The shutdown phase, on demand (run() does this itself when its main
+  /// task ends): cancels every live task and waits up to shutdown_grace for
+  /// them, then shuts down the attached thread pools. Returns the combined
+  /// report (also kept as last_shutdown_report()). Owner thread only, and
+  /// not while the loop is running (throws loop_running_error).
+  loop_shutdown_report shutdown();
 
   /// Asks the loop to return from run()/run_forever() after the current
   /// step. **Thread-safe.**
@@ -218,8 +241,10 @@ class event_loop {
   // the future" (run_once decides).
   std::int64_t compute_timeout(std::int64_t cap);
   std::int64_t compute_timeout_uncapped();
-  // Cancels every live task and runs until they end or the grace expires.
+  // The shutdown phase: cancels every live task and runs until they end or
+  // the grace expires, then shuts down the attached pools.
   void shutdown_tasks();
+  void attach(std::weak_ptr<detail::shutdown_participant> p);
   // Drives run(): until `main` is done or stop(), then shutdown_tasks().
   // Returns true when stop() came before `main` finished.
   bool run_main(detail::task_node* main);
@@ -257,6 +282,8 @@ class event_loop {
   std::atomic<bool> stop_requested_{false};
   diagnostic_handler diag_;
   loop_shutdown_report last_shutdown_;
+  std::mutex attached_mutex_;  // thread_pool constructors attach from any thread
+  std::vector<std::weak_ptr<detail::shutdown_participant>> attached_;
 };
 
 }  // namespace spindle

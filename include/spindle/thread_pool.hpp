@@ -20,6 +20,7 @@
 #include "spindle/diagnostics.hpp"
 #include "spindle/error.hpp"
 #include "spindle/event_loop.hpp"
+#include "spindle/shutdown_report.hpp"
 #include "spindle/task.hpp"
 
 namespace spindle {
@@ -55,11 +56,18 @@ struct thread_pool_options {
   duration abandon_grace = std::chrono::seconds(1);
   /// Zombie threads allowed before submissions wait or fail; 0: `threads`.
   std::size_t max_zombies = 0;
+  /// Ties the pool to a loop's life: the loop's shutdown phase (run()
+  /// returning, event_loop::shutdown(), or its destructor) cancels the
+  /// loop's tasks, then shuts this pool down (cancel_queued, abandon_grace)
+  /// and puts the pool's report into the loop's one combined
+  /// loop_shutdown_report. The pool accepts no work after that. The loop
+  /// need not outlive the pool, nor the pool the loop.
+  event_loop* attach_to = nullptr;
   /// Where the destructor's report goes when it had to cancel or abandon
-  /// work: `on_report` if set, else the diagnostic handler of `report_to`
-  /// (posted to that loop, thread-safe), else one line on stderr.
+  /// work: `on_report` if set, else the diagnostic handler of `attach_to`
+  /// (posted to that loop if it still exists; thread-safe), else one line
+  /// on stderr.
   diagnostic_handler on_report{};
-  event_loop* report_to = nullptr;
 };
 
 /// p50 / p99 over the most recent samples (up to 1,024).
@@ -83,24 +91,6 @@ struct pool_statistics {
   std::uint64_t abandoned = 0;
   latency_summary queue_wait;
   latency_summary run_time;
-};
-
-/// Accounts for every job a pool ever accepted.
-struct shutdown_report {
-  std::string name;
-  std::uint64_t submitted = 0;
-  std::uint64_t completed = 0;
-  std::uint64_t failed = 0;
-  std::uint64_t cancelled = 0;
-  std::uint64_t abandoned = 0;
-  std::uint64_t still_running = 0;          ///< finished neither way yet (only if a report is taken mid-life)
-  std::vector<std::string> cancelled_jobs;  ///< names (or #id) of every cancelled job (first 1,000)
-  std::vector<std::string> abandoned_jobs;  ///< names (or #id) of every abandoned job (first 1,000)
-  /// submitted == completed + failed + cancelled + abandoned + still_running
-  [[nodiscard]] bool balanced() const noexcept {
-    return submitted == completed + failed + cancelled + abandoned + still_running;
-  }
-  [[nodiscard]] std::string to_string() const;
 };
 
 }  // namespace spindle
@@ -138,7 +128,6 @@ class thread_pool {
 
  private:
   std::shared_ptr<detail::pool_state> state_;
-  bool shut_down_ = false;
 };
 
 /// A name for a blocking call (run_blocking's optional second argument).

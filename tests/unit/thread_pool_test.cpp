@@ -5,6 +5,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -368,31 +369,142 @@ TEST(ThreadPool, DestructorCancelsQueuedWorkAndReports) {
   EXPECT_NE(seen[0].message.find("abandoned=1"), std::string::npos) << seen[0].message;
 }
 
-TEST(ThreadPool, DestructorReportCanGoToALoopsDiagnosticHandler) {
-  event_loop loop({.name = "owner"});
+TEST(ThreadPool, RunReturningGivesOneCombinedReportOfTasksAndAttachedPools) {
+  event_loop loop({.name = "svc", .shutdown_grace = 5s});
   test::diagnostic_log log(loop);
   gate g;
-  {
-    thread_pool pool({.name = "reports-to-loop", .threads = 1, .abandon_grace = 10ms, .report_to = &loop});
-    auto main = [&]() -> task<void> {
+  thread_pool db(
+      {.name = "db", .threads = 1, .queue_capacity = 8, .abandon_grace = 10ms, .attach_to = &loop});
+  thread_pool idle({.name = "idle", .threads = 1, .attach_to = &loop});
+  auto main = [&]() -> task<void> {
+    // Left running when main ends: awaiting a call that ignores its stop
+    // token (abandoned after db's grace), with two more calls queued behind.
+    loop.spawn_detached(
+        [](thread_pool& p, gate& gt) -> task<void> {
+          co_await run_blocking(p, job_name{"stuck-query"}, [&] { gt.wait(); });
+        }(db, g),
+        "stuck");
+    for (int i = 0; i < 2; ++i) {
       loop.spawn_detached(
-          [](thread_pool& p, gate& gt) -> task<void> {
-            co_await run_blocking(p, job_name{"stuck-job"}, [&] { gt.wait(); });
-          }(pool, g),
-          "stuck");
-      co_await sleep_for(1ms);
-      g.wait_for_waiters(1);
-    };
-    loop.run(main());
-  }  // the destructor posts its report to `loop`
+          [](thread_pool& p) -> task<void> { co_await run_blocking(p, job_name{"queued-query"}, [] {}); }(db),
+          "queued");
+    }
+    co_await run_blocking(idle, [] {});
+    co_await sleep_for(1ms);
+    g.wait_for_waiters(1);
+  };
+  loop.run(main());
+  const loop_shutdown_report& r = loop.last_shutdown_report();
+  EXPECT_EQ(r.cancelled, 3u);
+  EXPECT_EQ(r.ended_cancelled, 3u);
+  EXPECT_TRUE(r.abandoned_tasks.empty());
+  ASSERT_EQ(r.pools.size(), 2u);
+  EXPECT_EQ(r.pools[0].name, "db");
+  EXPECT_EQ(r.pools[0].submitted, 3u);
+  EXPECT_EQ(r.pools[0].cancelled, 2u);  // the queued ones, never run
+  EXPECT_EQ(r.pools[0].abandoned, 1u);
+  EXPECT_EQ(r.pools[0].abandoned_jobs, std::vector<std::string>{"stuck-query"});
+  EXPECT_EQ(r.pools[1].name, "idle");
+  EXPECT_EQ(r.pools[1].completed, 1u);
+  EXPECT_TRUE(r.pools_balanced());
+  EXPECT_FALSE(r.clean());
+  EXPECT_NE(r.to_string().find("pool=db submitted=3"), std::string::npos) << r.to_string();
+  // The pools are shut: later work is rejected, and their destructors stay
+  // silent (the loop's report has their account).
+  auto later = [&]() -> task<bool> {
+    try {
+      co_await run_blocking(idle, [] {});
+    } catch (const rejected_error&) {
+      co_return true;
+    }
+    co_return false;
+  };
+  EXPECT_TRUE(loop.run(later()));
   g.open();
   g.wait_for_exits(1);
-  auto drain = []() -> task<void> { co_await yield(); };
-  loop.run(drain());
+  EXPECT_TRUE(log.entries().empty());
+}
+
+TEST(ThreadPool, ShutdownOnDemandAfterRunForever) {
+  event_loop loop({.name = "bg"});
+  thread_pool pool({.name = "files", .threads = 1, .attach_to = &loop});
+  int ran = 0;
+  loop.call_soon([&] {
+    loop.spawn_detached(
+        [](thread_pool& p, int& n) -> task<void> { co_await run_blocking(p, [&n] { ++n; }); }(pool, ran),
+        "work");
+  });
+  loop.call_later(5ms, [&] { loop.stop(); });
+  loop.run_forever();
+  loop_shutdown_report r = loop.shutdown();
+  EXPECT_EQ(ran, 1);
+  EXPECT_EQ(r.cancelled, 0u);
+  ASSERT_EQ(r.pools.size(), 1u);
+  EXPECT_EQ(r.pools[0].completed, 1u);
+  EXPECT_TRUE(r.clean());
+  EXPECT_EQ(loop.last_shutdown_report().pools.size(), 1u);
+  // A second shutdown has nothing left to shut.
+  EXPECT_TRUE(loop.shutdown().pools.empty());
+}
+
+TEST(ThreadPool, PoolShutDownByItsOwnerIsNotInTheLoopsReport) {
+  event_loop loop;
+  thread_pool pool({.name = "own", .threads = 1, .attach_to = &loop});
+  EXPECT_TRUE(pool.shutdown(shutdown_policy::drain, 1s).balanced());
+  EXPECT_TRUE(loop.shutdown().pools.empty());
+}
+
+TEST(ThreadPool, DestroyedAttachedPoolReportsToItsLoop) {
+  event_loop loop({.name = "svc"});
+  test::diagnostic_log log(loop);
+  gate g;
+  auto main = [&]() -> task<void> {
+    thread_pool pool({.name = "scoped", .threads = 1, .abandon_grace = 10ms, .attach_to = &loop});
+    loop.spawn_detached(
+        [](thread_pool& p, gate& gt) -> task<void> {
+          try {
+            co_await run_blocking(p, job_name{"stuck-job"}, [&] { gt.wait(); });
+          } catch (const shutdown_error&) {
+          }
+        }(pool, g),
+        "stuck");
+    co_await sleep_for(1ms);
+    g.wait_for_waiters(1);
+  };  // the pool's destructor runs on the loop thread: reported at once
+  loop.run(main());
+  g.open();
+  g.wait_for_exits(1);
   auto entries = log.entries();
   ASSERT_EQ(entries.size(), 1u);
-  EXPECT_EQ(entries[0].loop, "reports-to-loop");
+  EXPECT_EQ(entries[0].loop, "scoped");
   EXPECT_NE(entries[0].message.find("abandoned_jobs=[stuck-job]"), std::string::npos) << entries[0].message;
+  EXPECT_TRUE(loop.last_shutdown_report().pools.empty());
+}
+
+TEST(ThreadPool, AttachedPoolMayOutliveItsLoopAndTheOtherWayRound) {
+  auto rejects = [](thread_pool& p) {
+    event_loop probe;
+    auto t = [&]() -> task<bool> {
+      try {
+        co_await run_blocking(p, [] {});
+      } catch (const rejected_error&) {
+        co_return true;
+      }
+      co_return false;
+    };
+    return probe.run(t());
+  };
+  std::optional<event_loop> loop(std::in_place);
+  thread_pool outlives({.name = "outlives", .threads = 1, .attach_to = &*loop});
+  {
+    thread_pool gone({.name = "gone", .threads = 1, .attach_to = &*loop});
+  }  // destroyed first: the loop skips it
+  EXPECT_FALSE(rejects(outlives));
+  loop.reset();  // the destructor's shutdown phase shuts `outlives` down
+  EXPECT_TRUE(rejects(outlives));
+  shutdown_report r = outlives.shutdown(shutdown_policy::drain, 0s);
+  EXPECT_EQ(r.submitted, 1u);
+  EXPECT_EQ(r.completed, 1u);
 }
 
 }  // namespace
