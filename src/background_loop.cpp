@@ -22,6 +22,7 @@ background_loop::background_loop(background_loop_options opts) {
       loop.emplace(opts.loop);
       if (opts.on_diagnostic) loop->set_diagnostic_handler(std::move(opts.on_diagnostic));
       loop_ = &*loop;
+      remote_ = loop->remote();
       portal_.emplace(*loop);
       thread_id_ = std::this_thread::get_id();
     } catch (...) {
@@ -47,8 +48,12 @@ background_loop::~background_loop() {
   bool lost = !r.abandoned_tasks.empty();
   for (const auto& p : r.pools) lost = lost || p.cancelled + p.abandoned != 0;
   if (lost) {
-    write_to_stderr({diagnostic::kind::abandoned_task, r.loop, {}, {},
-                     "background_loop destroyed without stop(): " + r.to_string(), nullptr});
+    write_to_stderr({diagnostic::kind::abandoned_task,
+                     r.loop,
+                     {},
+                     {},
+                     "background_loop destroyed without stop(): " + r.to_string(),
+                     nullptr});
   }
 }
 
@@ -59,7 +64,10 @@ loop_shutdown_report background_loop::stop() {
   }
   std::lock_guard lock(stop_mutex_);
   if (!stopped_.load(std::memory_order_relaxed)) {
-    loop_->stop();
+    // Not loop_->stop() from here: the loop thread may see the request,
+    // shut down and destroy the loop while stop() is still waking it. The
+    // remote's post is safe against that.
+    remote_->post(detail::make_callback([] { event_loop::current()->stop(); }));
     thread_.join();
     loop_ = nullptr;
     stopped_.store(true, std::memory_order_release);

@@ -21,6 +21,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -227,6 +228,7 @@ loop_statistics event_loop::statistics() const {
   s.timers = timers_.size();
   s.io_registrations = io_registrations_;
   s.threadsafe_calls = threadsafe_calls_.load(std::memory_order_relaxed);
+  s.threadsafe_depth = s.threadsafe_calls > threadsafe_taken_ ? s.threadsafe_calls - threadsafe_taken_ : 0;
   return s;
 }
 
@@ -242,9 +244,25 @@ void event_loop::enter_run(const char* method) {
   }
   running_.store(true, std::memory_order_release);
   detail::tls_context.loop = this;
+  if (opts_.watchdog.threshold > duration::zero()) {
+    if (!watch_slot_) {
+      watch_slot_ = std::make_unique<detail::watch_slot>();
+      watch_slot_->loop_name = opts_.name;
+      watch_slot_->threshold = opts_.watchdog.threshold;
+      watch_slot_->handler = opts_.watchdog.on_stall;
+      monitor_ = opts_.watchdog.monitor != nullptr ? opts_.watchdog.monitor : &stall_monitor::shared();
+    }
+    watch_ = watch_slot_.get();
+    monitor_->watch(watch_);
+  }
 }
 
 void event_loop::leave_run() noexcept {
+  if (watch_ != nullptr) {
+    monitor_->unwatch(watch_);
+    watch_ = nullptr;
+    step_task_ = nullptr;
+  }
   detail::tls_context = {};
   stop_requested_.store(false, std::memory_order_relaxed);
   running_.store(false, std::memory_order_release);
@@ -305,6 +323,17 @@ void event_loop::add_task(detail::task_node* n) {
 }
 
 void event_loop::on_task_done(detail::task_node* n) noexcept {
+  if (n == step_task_) [[unlikely]] {
+    // The watched step's task ends inside its step: keep its name if the
+    // watchdog flagged the step (the node may be gone when the step ends).
+    step_task_ = nullptr;
+    if (watch_->flagged_seq.load(std::memory_order_relaxed) == step_seq_) {
+      try {
+        step_task_name_ = n->name();
+      } catch (...) {
+      }
+    }
+  }
   if (n->abandoned_) {
     // It came back after all (its awaiter resumed it late).
     list_unlink(abandoned_head_, n);
@@ -360,6 +389,7 @@ void event_loop::drain_remote() noexcept {
   while (reversed != nullptr) {
     detail::ready_node* next = reversed->next_ready;
     schedule(reversed);
+    ++threadsafe_taken_;
     reversed = next;
   }
 }
@@ -472,10 +502,72 @@ void event_loop::run_once(std::int64_t max_block_ns) {
   std::size_t n = ready_size_ < batch ? ready_size_ : batch;
   since_poll_ += static_cast<unsigned>(n);
   stats_.steps += n;
+  if (watch_ != nullptr) {
+    run_batch_watched(n);
+    return;
+  }
   while (n-- != 0) {
     detail::ready_node* r = pop_ready();
     r->run_ready(r);
   }
+}
+
+void event_loop::run_batch_watched(std::size_t n) {
+  detail::watch_slot& w = *watch_;
+  while (n-- != 0) {
+    detail::ready_node* r = pop_ready();
+    // Publish what runs (a seqlock write; see src/watchdog.cpp).
+    step_seq_ += detail::watch_slot::step;
+    w.seq.store(step_seq_ | detail::watch_slot::writing_bit, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    if (r->drop == nullptr) {
+      auto* t = static_cast<detail::task_node*>(r);
+      step_task_ = t;
+      w.task_id.store(t->id(), std::memory_order_relaxed);
+      w.where.store(t->where(), std::memory_order_relaxed);
+    } else {
+      step_task_ = nullptr;
+      w.task_id.store(0, std::memory_order_relaxed);
+      w.where.store(std::source_location{}, std::memory_order_relaxed);
+    }
+    w.seq.store(step_seq_, std::memory_order_release);
+    r->run_ready(r);
+    if (w.flagged_seq.load(std::memory_order_relaxed) == step_seq_) [[unlikely]]
+      on_stall_end();
+  }
+  w.seq.store(step_seq_ | detail::watch_slot::idle_bit, std::memory_order_release);
+}
+
+void event_loop::on_stall_end() noexcept {
+  detail::watch_slot& w = *watch_;
+  stall_report r;
+  r.state = stall_report::phase::ended;
+  r.loop = opts_.name;
+  r.task_id = w.task_id.load(std::memory_order_relaxed);
+  r.where = w.where.load(std::memory_order_relaxed);
+  try {
+    if (step_task_ != nullptr) {
+      r.task = step_task_->name();  // still suspended, so alive
+    } else {
+      r.task = std::move(step_task_name_);  // it ended inside the step
+    }
+  } catch (...) {
+  }
+  step_task_name_.clear();
+  r.held =
+      duration(monitor_->now().time_since_epoch().count() - w.stall_start.load(std::memory_order_relaxed));
+  w.acked_seq.store(step_seq_, std::memory_order_release);
+  ++stats_.stalls;
+  stats_.longest_stall = std::max(stats_.longest_stall, r.held);
+  if (w.handler) {
+    try {
+      w.handler(r);
+      return;
+    } catch (...) {
+    }
+  }
+  std::string line = r.to_string() + "\n";
+  std::fputs(line.c_str(), stderr);
 }
 
 void event_loop::shutdown_tasks() {

@@ -19,8 +19,8 @@ namespace {
 
 long futex(std::atomic<std::uint32_t>* word, int op, std::uint32_t val, const timespec* abs) noexcept {
   static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
-  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), op | FUTEX_PRIVATE_FLAG, val, abs, nullptr,
-                   FUTEX_BITSET_MATCH_ANY);
+  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), op | FUTEX_PRIVATE_FLAG, val, abs,
+                   nullptr, FUTEX_BITSET_MATCH_ANY);
 }
 
 inline void cpu_relax() noexcept {
@@ -63,7 +63,8 @@ bool portal_call_base::wait_until(const std::chrono::steady_clock::time_point* d
 
 void portal_call_base::publish() noexcept {
   // The answering side holds a reference, so the word outlives the wake.
-  if (state_.exchange(answered, std::memory_order_acq_rel) == sleeping) futex(&state_, FUTEX_WAKE, INT_MAX, nullptr);
+  if (state_.exchange(answered, std::memory_order_acq_rel) == sleeping)
+    futex(&state_, FUTEX_WAKE, INT_MAX, nullptr);
 }
 
 void portal_call_base::publish_value() noexcept {
@@ -71,38 +72,38 @@ void portal_call_base::publish_value() noexcept {
   publish();
 }
 
-void portal_call_base::publish_error(const std::exception_ptr& e) noexcept {
-  std::atomic<std::uint64_t>* counter = &owner_->failed;
+std::atomic<std::uint64_t>& portal_call_base::counter_for(const std::exception_ptr& e) noexcept {
   try {
     std::rethrow_exception(e);
   } catch (const shutdown_error&) {
-    counter = &owner_->shut_down;
+    return owner_->shut_down;
   } catch (const timeout_error&) {
-    counter = &owner_->timed_out;
+    return owner_->timed_out;
   } catch (const cancelled_error&) {
-    counter = &owner_->cancelled;
+    return owner_->cancelled;
   } catch (...) {
   }
-  counter->fetch_add(1, std::memory_order_relaxed);
-  publish();
+  return owner_->failed;
 }
 
 void portal_call_base::answer_exception(std::exception_ptr e) noexcept {
   if (!claim()) return;
-  store_exception(e);
-  publish_error(e);
+  std::atomic<std::uint64_t>& counter = counter_for(e);
+  // Moved in: no reference to the exception is left on this thread when the
+  // caller wakes (the caller takes the slot's reference with it).
+  store_exception(std::move(e));
+  counter.fetch_add(1, std::memory_order_relaxed);
+  publish();
 }
 
 void portal_call_base::answer_shutdown(const char* what) noexcept {
-  if (!claim()) return;
   std::exception_ptr e;
   try {
     e = std::make_exception_ptr(shutdown_error("loop '" + owner_->loop_name() + "': " + what));
   } catch (...) {
     e = std::current_exception();
   }
-  store_exception(e);
-  publish_error(e);
+  answer_exception(std::move(e));
 }
 
 portal_state::portal_state(event_loop& loop)
@@ -145,8 +146,9 @@ void portal_state::request_cancel(const std::shared_ptr<portal_call_base>& call)
 void portal_state::time_out(const std::shared_ptr<portal_call_base>& call, duration timeout) noexcept {
   try {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
-    call->answer_exception(std::make_exception_ptr(timeout_error(
-        "portal call timed out after " + std::to_string(ms) + " ms; its task is cancelled on loop '" + loop_name_ + "'")));
+    call->answer_exception(
+        std::make_exception_ptr(timeout_error("portal call timed out after " + std::to_string(ms) +
+                                              " ms; its task is cancelled on loop '" + loop_name_ + "'")));
   } catch (...) {
     call->answer_exception(std::current_exception());
   }

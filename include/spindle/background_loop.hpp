@@ -63,6 +63,7 @@ class background_loop {
   std::thread thread_;
   std::thread::id thread_id_;
   event_loop* loop_ = nullptr;
+  std::shared_ptr<detail::loop_remote> remote_;
   std::optional<spindle::portal> portal_;
   std::mutex stop_mutex_;
   std::atomic<bool> stopped_{false};

@@ -24,6 +24,7 @@
 #include "spindle/error.hpp"
 #include "spindle/shutdown_report.hpp"
 #include "spindle/task.hpp"
+#include "spindle/watchdog.hpp"
 
 namespace spindle {
 
@@ -48,6 +49,9 @@ struct loop_statistics {
   std::uint64_t iterations = 0;        ///< turns of the loop
   std::uint64_t polls = 0;             ///< epoll_wait calls
   std::uint64_t threadsafe_calls = 0;  ///< callbacks received through call_soon_threadsafe
+  std::uint64_t threadsafe_depth = 0;  ///< of those, posted but not yet taken by the loop
+  std::uint64_t stalls = 0;            ///< steps the watchdog caught holding the loop past its threshold
+  duration longest_stall{};            ///< the longest of those (as measured by the monitor)
 };
 
 /// The one combined report of a loop's shutdown phase (run() returning,
@@ -102,6 +106,8 @@ class event_loop {
     /// How long run() waits for cancelled leftover tasks before reporting
     /// them as abandoned (measured on the steady clock).
     duration shutdown_grace = std::chrono::seconds(5);
+    /// The stall watchdog (on by default: 100 ms; threshold zero: off).
+    watchdog_options watchdog{};
   };
 
   event_loop();
@@ -131,7 +137,9 @@ class event_loop {
   loop_shutdown_report shutdown();
 
   /// Asks the loop to return from run()/run_forever() after the current
-  /// step. **Thread-safe.**
+  /// step. **Thread-safe**, as long as the loop outlives the call: a thread
+  /// that cannot know that (the loop's own thread may destroy it as soon as
+  /// it sees the request) posts the stop instead, as background_loop does.
   void stop() noexcept;
 
   /// Starts `t` as a new task on this loop and returns a handle that can be
@@ -270,6 +278,17 @@ class event_loop {
   // pushes; the loop takes the whole stack with one exchange and reverses it).
   std::atomic<detail::ready_node*> inbox_{nullptr};
   std::atomic<std::uint64_t> threadsafe_calls_{0};
+
+  // The stall watchdog (see src/watchdog.cpp); null when off.
+  void run_batch_watched(std::size_t n);
+  void on_stall_end() noexcept;
+  std::unique_ptr<detail::watch_slot> watch_slot_;
+  detail::watch_slot* watch_ = nullptr;  // set while running with a watchdog
+  stall_monitor* monitor_ = nullptr;
+  std::uint64_t step_seq_ = 0;
+  detail::task_node* step_task_ = nullptr;  // the task of the current watched step, until it ends
+  std::string step_task_name_;              // its name, kept if it ended inside a flagged step
+  std::uint64_t threadsafe_taken_ = 0;
 
   detail::task_node* live_head_ = nullptr;
   detail::task_node* abandoned_head_ = nullptr;  // reported at shutdown, never freed

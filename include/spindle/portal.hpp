@@ -55,7 +55,8 @@ template <class T>
 class [[nodiscard]] portal_future {
  public:
   portal_future() noexcept = default;
-  explicit portal_future(std::shared_ptr<detail::portal_call<T>> call, std::shared_ptr<detail::portal_state> st) noexcept
+  explicit portal_future(std::shared_ptr<detail::portal_call<T>> call,
+                         std::shared_ptr<detail::portal_state> st) noexcept
       : call_(std::move(call)), state_(std::move(st)) {}
 
   [[nodiscard]] bool valid() const noexcept { return call_ != nullptr; }
@@ -131,7 +132,8 @@ class portal {
               std::source_location where = std::source_location::current()) const {
     using T = detail::portal_task_result_t<F>;
     auto call = std::make_shared<detail::portal_call<T>>(state_);
-    state_->template start<T>(call, std::move(make_task), name.empty() ? "portal.submit" : name, where, nullptr);
+    state_->template start<T>(call, std::move(make_task), name.empty() ? "portal.submit" : name, where,
+                              nullptr);
     return portal_future<T>(std::move(call), state_);
   }
 
@@ -148,7 +150,8 @@ class portal {
     state_->check_not_loop_thread("portal::call");
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     auto call = std::make_shared<detail::portal_call<T>>(state_);
-    state_->template start<T>(call, std::move(make_task), name.empty() ? "portal.call" : name, where, &deadline);
+    state_->template start<T>(call, std::move(make_task), name.empty() ? "portal.call" : name, where,
+                              &deadline);
     if (!call->wait_until(&deadline)) {
       state_->time_out(call, timeout);
       // If the loop claimed the slot first, it is storing its answer now.
@@ -164,7 +167,8 @@ class portal {
     using T = detail::portal_task_result_t<F>;
     state_->check_not_loop_thread("portal::call");
     auto call = std::make_shared<detail::portal_call<T>>(state_);
-    state_->template start<T>(call, std::move(make_task), name.empty() ? "portal.call" : name, where, nullptr);
+    state_->template start<T>(call, std::move(make_task), name.empty() ? "portal.call" : name, where,
+                              nullptr);
     call->wait_until(nullptr);
     return call->take();
   }

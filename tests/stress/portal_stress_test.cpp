@@ -134,7 +134,8 @@ TEST(PortalStress, SixteenThreadsTenThousandCallsEachEveryAnswerIsItsOwn) {
   // Every timed-out or cancelled task is cancelled on the loop: soon none is
   // alive (the bound only guards against a hang).
   const auto until = std::chrono::steady_clock::now() + 60s;
-  while (bg.statistics().tasks_alive != 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+  while (bg.statistics().tasks_alive != 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(1ms);
   EXPECT_EQ(bg.statistics().tasks_alive, 0u);
   EXPECT_EQ(bodies_alive.load(), 0);
   EXPECT_EQ(s.submitted, static_cast<std::uint64_t>(total));

@@ -70,10 +70,10 @@ class portal_call_base {
  protected:
   bool claim() noexcept { return !claimed_.exchange(true, std::memory_order_acq_rel); }
   void publish_value() noexcept;
-  void publish_error(const std::exception_ptr& e) noexcept;
   virtual void store_exception(std::exception_ptr e) noexcept = 0;
 
  private:
+  std::atomic<std::uint64_t>& counter_for(const std::exception_ptr& e) noexcept;
   void publish() noexcept;
   static constexpr std::uint32_t pending = 0, sleeping = 1, answered = 2;
   std::atomic<std::uint32_t> state_{pending};
@@ -95,15 +95,17 @@ class portal_call final : public portal_call_base {
       result_.template emplace<1>(std::forward<V>(v)...);
     } catch (...) {
       result_.template emplace<2>(std::current_exception());
-      publish_error(std::get<2>(result_));
-      return;
     }
     publish_value();
   }
 
-  /// After ready(): the value, or the exception rethrown. Once.
+  /// After ready(): the value, or the exception rethrown (the caller takes
+  /// the only reference to it). Once.
   T take() {
-    if (result_.index() == 2) std::rethrow_exception(std::get<2>(result_));
+    if (result_.index() == 2) {
+      std::exception_ptr e = std::move(std::get<2>(result_));
+      std::rethrow_exception(std::move(e));
+    }
     if constexpr (!std::is_void_v<T>) return std::move(std::get<1>(result_));
   }
 
@@ -137,8 +139,8 @@ class portal_state final : public shutdown_participant, public std::enable_share
   [[nodiscard]] portal_statistics statistics() const noexcept;
 
   template <class T, class F>
-  void start(const std::shared_ptr<portal_call<T>>& call, F make, std::string_view name, std::source_location where,
-             const std::chrono::steady_clock::time_point* deadline);
+  void start(const std::shared_ptr<portal_call<T>>& call, F make, std::string_view name,
+             std::source_location where, const std::chrono::steady_clock::time_point* deadline);
   template <class R, class F>
   void run_sync(const std::shared_ptr<portal_call<R>>& call, F fn);
 
@@ -218,8 +220,8 @@ void portal_state::start(const std::shared_ptr<portal_call<T>>& call, F make, st
   if (closed()) return reject_closed(*call);
   std::chrono::steady_clock::time_point until{};
   if (deadline != nullptr) until = *deadline;
-  auto run = [guard = portal_guard(call), st = shared_from_this(), make = std::move(make), task_name = std::string(name),
-              where, has_deadline = deadline != nullptr, until]() mutable {
+  auto run = [guard = portal_guard(call), st = shared_from_this(), make = std::move(make),
+              task_name = std::string(name), where, has_deadline = deadline != nullptr, until]() mutable {
     auto& c = static_cast<portal_call<T>&>(*guard.call);
     if (st->closed()) return;  // the guard answers shutdown_error
     if (c.cancel_requested.load(std::memory_order_acquire)) {
@@ -236,13 +238,15 @@ void portal_state::start(const std::shared_ptr<portal_call<T>>& call, F make, st
         return;
       }
     }
+    std::exception_ptr error;
     try {
       event_loop::current()->spawn_detached(portal_run<T>(std::move(guard), st, std::move(make), left),
                                             std::move(task_name), where);
     } catch (...) {
-      if (guard.call) guard.call->answer_exception(std::current_exception());
-      guard.call.reset();
+      error = std::current_exception();
     }
+    if (error && guard.call) guard.call->answer_exception(std::move(error));
+    guard.call.reset();
   };
   post(make_callback(std::move(run)));
 }
@@ -254,6 +258,7 @@ void portal_state::run_sync(const std::shared_ptr<portal_call<R>>& call, F fn) {
   auto run = [guard = portal_guard(call), st = shared_from_this(), fn = std::move(fn)]() mutable {
     auto& c = static_cast<portal_call<R>&>(*guard.call);
     if (st->closed()) return;
+    std::exception_ptr error;
     try {
       if constexpr (std::is_void_v<R>) {
         fn();
@@ -262,8 +267,11 @@ void portal_state::run_sync(const std::shared_ptr<portal_call<R>>& call, F fn) {
         c.answer_value(fn());
       }
     } catch (...) {
-      c.answer_exception(std::current_exception());
+      error = std::current_exception();
     }
+    // Answered outside the handler: the caller may wake at once, and the
+    // exception must not still be in flight on this thread.
+    if (error) c.answer_exception(std::move(error));
     guard.call.reset();
   };
   post(make_callback(std::move(run)));

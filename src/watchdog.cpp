@@ -1,0 +1,171 @@
+// The stall watchdog's monitor.
+//
+// Protocol (per watched loop, see detail::watch_slot):
+// - The loop, per step: seq = S|writing; release fence; what runs (task id,
+//   spawn location); seq = S (release). After the step, if flagged_seq == S
+//   it reports the end itself (it knows the task's name and the exact end),
+//   then sets acked_seq = S. After a batch: seq = S|idle.
+// - The monitor, per tick: reads seq. A new value, or idle, restarts the
+//   count (first_seen = now). The same busy value for `threshold` is a
+//   stall: it reads what runs (a seqlock read: seq, fields, fence, seq),
+//   reports `ongoing`, and sets flagged_seq = S. If seq then moves on and the
+//   loop did not ack (it passed its check just before the flag was set), the
+//   monitor reports the end itself, from its own ticks.
+// No clock read and no syscall is added to the loop's steps.
+
+#include "spindle/watchdog.hpp"
+
+#include <algorithm>
+#include <pthread.h>
+
+#include <cstdio>
+#include <utility>
+
+namespace spindle {
+
+namespace {
+
+std::string basename_of(const char* path) {
+  if (path == nullptr) return "?";
+  std::string s(path);
+  auto slash = s.find_last_of('/');
+  return slash == std::string::npos ? s : s.substr(slash + 1);
+}
+
+void deliver(const stall_report& r, const stall_handler& h) noexcept {
+  if (h) {
+    try {
+      h(r);
+      return;
+    } catch (...) {  // a throwing sink must not take the monitor down: fall back
+    }
+  }
+  std::string line = r.to_string();
+  line += '\n';
+  std::fputs(line.c_str(), stderr);
+}
+
+}  // namespace
+
+std::string stall_report::to_string() const {
+  std::string s = "spindle: stall loop=" + loop;
+  s += state == phase::ongoing ? " state=ongoing" : " state=ended";
+  s += " held_ms=" + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(held).count());
+  if (task_id == 0) {
+    s += " task=(callback)";
+  } else {
+    s += " task=";
+    if (task.empty()) {
+      s += '#';  // (not "#" + to_string: g++ 12 -Wrestrict false positive)
+      s += std::to_string(task_id);
+    } else {
+      s += task;
+    }
+  }
+  if (where.file_name() != nullptr && where.file_name()[0] != '\0') {
+    s += " spawned=" + basename_of(where.file_name()) + ":" + std::to_string(where.line());
+    if (where.function_name() != nullptr && where.function_name()[0] != '\0') {
+      s += " (";
+      s += where.function_name();
+      s += ")";
+    }
+  }
+  return s;
+}
+
+stall_monitor::stall_monitor(spindle::clock& c) : clock_(&c), threaded_(false) {}
+
+stall_monitor::stall_monitor() : clock_(nullptr), threaded_(true) {
+  std::thread([this] { run_thread(); }).detach();
+}
+
+stall_monitor::~stall_monitor() = default;
+
+stall_monitor& stall_monitor::shared() {
+  // Never destroyed: its detached thread may tick during static destruction.
+  static stall_monitor* monitor = new stall_monitor();
+  return *monitor;
+}
+
+time_point stall_monitor::now() const noexcept {
+  return clock_ != nullptr ? clock_->now() : steady_clock{}.now();
+}
+
+void stall_monitor::watch(detail::watch_slot* slot) {
+  std::lock_guard lock(mutex_);
+  slot->last_seq = slot->seq.load(std::memory_order_acquire);
+  slot->first_seen = now().time_since_epoch().count();
+  slot->reported = false;
+  slots_.push_back(slot);
+  if (threaded_) wake_.notify_one();
+}
+
+void stall_monitor::unwatch(detail::watch_slot* slot) noexcept {
+  std::lock_guard lock(mutex_);
+  std::erase(slots_, slot);
+}
+
+void stall_monitor::run_thread() {
+  {
+    std::string name = "spindle-watch";
+    pthread_setname_np(pthread_self(), name.c_str());
+  }
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (slots_.empty()) {
+      wake_.wait(lock);
+      continue;
+    }
+    duration shortest = slots_.front()->threshold;
+    for (auto* s : slots_) shortest = std::min(shortest, s->threshold);
+    const duration period =
+        std::clamp<duration>(shortest / 8, std::chrono::milliseconds(1), std::chrono::milliseconds(50));
+    wake_.wait_for(lock, period);
+    lock.unlock();
+    tick();
+    lock.lock();
+  }
+}
+
+void stall_monitor::tick() {
+  std::vector<std::pair<stall_report, stall_handler>> out;
+  {
+    std::lock_guard lock(mutex_);
+    const std::int64_t now_ns = now().time_since_epoch().count();
+    for (detail::watch_slot* slot : slots_) {
+      const std::uint64_t s = slot->seq.load(std::memory_order_acquire);
+      const bool busy = (s & (detail::watch_slot::idle_bit | detail::watch_slot::writing_bit)) == 0;
+      if (s != slot->last_seq || !busy) {
+        if (slot->reported && slot->acked_seq.load(std::memory_order_acquire) != slot->last_seq) {
+          stall_report end = slot->last_report;
+          end.state = stall_report::phase::ended;
+          end.held = duration(now_ns - slot->first_seen);
+          out.emplace_back(std::move(end), slot->handler);
+        }
+        slot->last_seq = s;
+        slot->first_seen = now_ns;
+        slot->reported = false;
+        continue;
+      }
+      if (slot->reported || duration(now_ns - slot->first_seen) < slot->threshold) continue;
+      // A seqlock read of what is running.
+      stall_report r;
+      r.state = stall_report::phase::ongoing;
+      r.loop = slot->loop_name;
+      r.task_id = slot->task_id.load(std::memory_order_relaxed);
+      const std::source_location where = slot->where.load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (slot->seq.load(std::memory_order_relaxed) != s) continue;  // it just ended: next tick restarts
+      r.where = where;
+      r.held = duration(now_ns - slot->first_seen);
+      slot->reported = true;
+      slot->last_report = r;
+      slot->stall_start.store(slot->first_seen, std::memory_order_relaxed);
+      slot->flagged_seq.store(s, std::memory_order_release);
+      out.emplace_back(std::move(r), slot->handler);
+    }
+  }
+  for (auto& [report, handler] : out) deliver(report, handler);
+}
+
+}  // namespace spindle
