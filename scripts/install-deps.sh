@@ -8,7 +8,7 @@
 set -euo pipefail
 
 declare -A groups=(
-  [build]="cmake ninja-build g++ make googletest libbenchmark-dev ccache mold"
+  [build]="cmake ninja-build g++ make googletest libbenchmark-dev ccache mold prometheus"
   [sanitize]="clang-16 libclang-rt-16-dev"
   [bench]="libbenchmark-dev python3 python3-uvloop librust-tokio-dev cargo wrk hyperfine util-linux"
   [format]="clang-format-14"

@@ -36,7 +36,9 @@ struct samples {
   std::vector<std::int64_t> ring;
   std::size_t next = 0;
   std::uint64_t total = 0;
+  std::int64_t sum = 0;  // of every sample, not only the window
   void add(std::chrono::nanoseconds d) {
+    sum += d.count();
     if (ring.size() < sample_window) {
       ring.push_back(d.count());
     } else {
@@ -48,6 +50,7 @@ struct samples {
   latency_summary summary() const {
     latency_summary s;
     s.samples = total;
+    s.sum = duration(sum);
     if (ring.empty()) return s;
     std::vector<std::int64_t> v = ring;
     std::sort(v.begin(), v.end());

@@ -15,8 +15,8 @@
 
 #include "spindle/watchdog.hpp"
 
-#include <algorithm>
 #include <pthread.h>
+#include <algorithm>
 
 #include <cstdio>
 #include <utility>

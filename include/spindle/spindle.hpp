@@ -18,6 +18,7 @@
 #include "spindle/mutex.hpp"
 #include "spindle/outcome.hpp"
 #include "spindle/portal.hpp"
+#include "spindle/prometheus.hpp"
 #include "spindle/rate_limiter.hpp"
 #include "spindle/retry.hpp"
 #include "spindle/semaphore.hpp"

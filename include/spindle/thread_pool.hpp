@@ -70,11 +70,13 @@ struct thread_pool_options {
   diagnostic_handler on_report{};
 };
 
-/// p50 / p99 over the most recent samples (up to 1,024).
+/// p50 / p99 over the most recent samples (up to 1,024); count and sum
+/// over all of them.
 struct latency_summary {
   duration p50{};
   duration p99{};
   std::uint64_t samples = 0;
+  duration sum{};
 };
 
 struct pool_statistics {

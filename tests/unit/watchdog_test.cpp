@@ -44,7 +44,8 @@ TEST(Watchdog, NamesTheTaskHoldingTheLoopWhileItHappensAndWhenItEnds) {
   stall_monitor monitor(clock);
   report_log log;
   background_loop bg(
-      {.loop = {.name = "wd-loop", .watchdog = {.threshold = 100ms, .on_stall = log.handler(), .monitor = &monitor}}});
+      {.loop = {.name = "wd-loop",
+                .watchdog = {.threshold = 100ms, .on_stall = log.handler(), .monitor = &monitor}}});
   std::promise<void> entered, release;
   std::shared_future<void> released = release.get_future().share();
   const int spawn_line = __LINE__ + 1;
@@ -89,7 +90,8 @@ TEST(Watchdog, NamesTheTaskHoldingTheLoopWhileItHappensAndWhenItEnds) {
   EXPECT_EQ(ended.task_id, ongoing.task_id);
   EXPECT_EQ(ended.held, 300ms);
   const std::string line = ended.to_string();
-  EXPECT_NE(line.find("spindle: stall loop=wd-loop state=ended held_ms=300 task=blocking-handler spawned=watchdog_test.cpp:"),
+  EXPECT_NE(line.find("spindle: stall loop=wd-loop state=ended held_ms=300 task=blocking-handler "
+                      "spawned=watchdog_test.cpp:"),
             std::string::npos)
       << line;
   monitor.tick();
@@ -104,7 +106,8 @@ TEST(Watchdog, ManyShortStepsNeverFire) {
   manual_clock clock;
   stall_monitor monitor(clock);
   report_log log;
-  event_loop loop({.name = "busy", .watchdog = {.threshold = 100ms, .on_stall = log.handler(), .monitor = &monitor}});
+  event_loop loop(
+      {.name = "busy", .watchdog = {.threshold = 100ms, .on_stall = log.handler(), .monitor = &monitor}});
   auto busy = [&]() -> task<int> {
     int steps = 0;
     for (int i = 0; i < 10'000; ++i) {
@@ -127,7 +130,8 @@ TEST(Watchdog, OneLongStepAmongShortOnesFires) {
   manual_clock clock;
   stall_monitor monitor(clock);
   report_log log;
-  event_loop loop({.name = "busy", .watchdog = {.threshold = 100ms, .on_stall = log.handler(), .monitor = &monitor}});
+  event_loop loop(
+      {.name = "busy", .watchdog = {.threshold = 100ms, .on_stall = log.handler(), .monitor = &monitor}});
   auto work = [&]() -> task<void> {
     for (int i = 0; i < 100; ++i) {
       clock.advance(60ms);
@@ -154,7 +158,9 @@ TEST(Watchdog, IdleLoopIsNotAStall) {
   manual_clock clock;
   stall_monitor monitor(clock);
   report_log log;
-  background_loop bg({.loop = {.name = "idle", .watchdog = {.threshold = 100ms, .on_stall = log.handler(), .monitor = &monitor}}});
+  background_loop bg(
+      {.loop = {.name = "idle",
+                .watchdog = {.threshold = 100ms, .on_stall = log.handler(), .monitor = &monitor}}});
   EXPECT_EQ(bg.portal().call([]() -> task<int> { co_return 1; }), 1);
   // The loop now waits in epoll: ticks 1 s apart see it idle.
   for (int i = 0; i < 5; ++i) {
@@ -171,7 +177,9 @@ TEST(Watchdog, ZeroThresholdTurnsItOff) {
   manual_clock clock;
   stall_monitor monitor(clock);
   report_log log;
-  event_loop loop({.name = "off", .watchdog = {.threshold = duration::zero(), .on_stall = log.handler(), .monitor = &monitor}});
+  event_loop loop(
+      {.name = "off",
+       .watchdog = {.threshold = duration::zero(), .on_stall = log.handler(), .monitor = &monitor}});
   auto step = [&]() -> task<void> {
     monitor.tick();
     clock.advance(10s);
