@@ -30,7 +30,15 @@ OPS = [
     "threadsafe_throughput",
     "threadsafe_roundtrip",
 ]
-LATENCY_OPS = {"threadsafe_roundtrip", "blocking_roundtrip", "blocking_roundtrip_to_thread"}
+LATENCY_OPS = {
+    "threadsafe_roundtrip",
+    "blocking_roundtrip",
+    "blocking_roundtrip_to_thread",
+    "portal_roundtrip",
+    "portal_roundtrip_submit",
+    "portal_roundtrip_block_on",
+    "portal_call_sync",
+}
 PEERS = ["asyncio", "uvloop", "tokio"]
 RATIO_PEERS = ["asyncio", "tokio"]
 

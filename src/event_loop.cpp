@@ -323,6 +323,7 @@ void event_loop::add_task(detail::task_node* n) {
 }
 
 void event_loop::on_task_done(detail::task_node* n) noexcept {
+  if (n == published_) published_ = nullptr;  // its memory may be a new task's soon
   if (n == step_task_) [[unlikely]] {
     // The watched step's task ends inside its step: keep its name if the
     // watchdog flagged the step (the node may be gone when the step ends).
@@ -514,21 +515,28 @@ void event_loop::run_once(std::int64_t max_block_ns) {
 
 void event_loop::run_batch_watched(std::size_t n) {
   detail::watch_slot& w = *watch_;
+  // Marks "the step being published is a plain callback" (never a node address).
+  static const char callback_marker = 0;
+  auto* const callback_id = reinterpret_cast<const detail::ready_node*>(&callback_marker);
   while (n-- != 0) {
     detail::ready_node* r = pop_ready();
-    // Publish what runs (a seqlock write; see src/watchdog.cpp).
     step_seq_ += detail::watch_slot::step;
-    w.seq.store(step_seq_ | detail::watch_slot::writing_bit, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
-    if (r->drop == nullptr) {
-      auto* t = static_cast<detail::task_node*>(r);
-      step_task_ = t;
-      w.task_id.store(t->id(), std::memory_order_relaxed);
-      w.where.store(t->where(), std::memory_order_relaxed);
-    } else {
-      step_task_ = nullptr;
-      w.task_id.store(0, std::memory_order_relaxed);
-      w.where.store(std::source_location{}, std::memory_order_relaxed);
+    const bool is_task = r->drop == nullptr;
+    step_task_ = is_task ? static_cast<detail::task_node*>(r) : nullptr;
+    const detail::ready_node* culprit = is_task ? r : callback_id;
+    if (culprit != published_) [[unlikely]] {
+      // A different culprit: a seqlock write of who it is (see src/watchdog.cpp).
+      // The same task stepping again (a loop of awaits) skips this.
+      w.seq.store(step_seq_ | detail::watch_slot::writing_bit, std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_release);
+      if (is_task) {
+        w.task_id.store(step_task_->id(), std::memory_order_relaxed);
+        w.where.store(step_task_->where(), std::memory_order_relaxed);
+      } else {
+        w.task_id.store(0, std::memory_order_relaxed);
+        w.where.store(std::source_location{}, std::memory_order_relaxed);
+      }
+      published_ = culprit;
     }
     w.seq.store(step_seq_, std::memory_order_release);
     r->run_ready(r);

@@ -67,7 +67,8 @@ std::string sample_line(std::string_view name, const prometheus_exposition::labe
   if (!l.empty()) {
     s += '{';
     for (std::size_t i = 0; i < l.size(); ++i) {
-      if (!valid_label_name(l[i].first)) throw usage_error("prometheus: invalid label name '" + l[i].first + "'");
+      if (!valid_label_name(l[i].first))
+        throw usage_error("prometheus: invalid label name '" + l[i].first + "'");
       if (i != 0) s += ',';
       s += l[i].first;
       s += "=\"";
@@ -88,7 +89,8 @@ double num(std::uint64_t v) { return static_cast<double>(v); }
 
 prometheus_exposition::family& prometheus_exposition::family_for(std::string_view name, metric_type type,
                                                                  std::string_view help) {
-  if (!valid_metric_name(name)) throw usage_error("prometheus: invalid metric name '" + std::string(name) + "'");
+  if (!valid_metric_name(name))
+    throw usage_error("prometheus: invalid metric name '" + std::string(name) + "'");
   if (type == metric_type::counter && !name.ends_with("_total"))
     throw usage_error("prometheus: counter '" + std::string(name) + "' must end in _total");
   auto it = families_.find(name);
@@ -101,8 +103,8 @@ prometheus_exposition::family& prometheus_exposition::family_for(std::string_vie
   return it->second;
 }
 
-void prometheus_exposition::add_sample(std::string_view name, metric_type type, std::string_view help, labels l,
-                                       double value) {
+void prometheus_exposition::add_sample(std::string_view name, metric_type type, std::string_view help,
+                                       labels l, double value) {
   if (type == metric_type::summary) throw usage_error("prometheus: use add_summary for summaries");
   family& f = family_for(name, type, help);
   f.lines.push_back(sample_line(name, l, value));
@@ -125,7 +127,8 @@ void prometheus_exposition::add(const loop_statistics& s) {
   const labels l{{"loop", s.name}};
   using enum metric_type;
   add_sample("spindle_loop_tasks_alive", gauge, "Tasks alive on the loop.", l, num(s.tasks_alive));
-  add_sample("spindle_loop_tasks_spawned_total", counter, "Tasks spawned on the loop.", l, num(s.tasks_spawned));
+  add_sample("spindle_loop_tasks_spawned_total", counter, "Tasks spawned on the loop.", l,
+             num(s.tasks_spawned));
   add_sample("spindle_loop_tasks_completed_total", counter, "Tasks that finished with a value.", l,
              num(s.tasks_completed));
   add_sample("spindle_loop_tasks_failed_total", counter, "Tasks that finished with an exception.", l,
@@ -147,7 +150,8 @@ void prometheus_exposition::add(const loop_statistics& s) {
              num(s.threadsafe_depth));
   add_sample("spindle_loop_stalls_total", counter, "Steps that held the loop past the watchdog threshold.", l,
              num(s.stalls));
-  add_sample("spindle_loop_longest_stall_seconds", gauge, "The longest stall seen.", l, seconds(s.longest_stall));
+  add_sample("spindle_loop_longest_stall_seconds", gauge, "The longest stall seen.", l,
+             seconds(s.longest_stall));
 }
 
 void prometheus_exposition::add(const pool_statistics& s) {
@@ -167,8 +171,8 @@ void prometheus_exposition::add(const pool_statistics& s) {
   add_sample("spindle_pool_abandoned_total", counter, "Running calls abandoned after cancellation.", l,
              num(s.abandoned));
   add_summary("spindle_pool_queue_wait_seconds", "Time calls waited for a thread (quantiles: last 1024).", l,
-              {{0.5, seconds(s.queue_wait.p50)}, {0.99, seconds(s.queue_wait.p99)}}, seconds(s.queue_wait.sum),
-              s.queue_wait.samples);
+              {{0.5, seconds(s.queue_wait.p50)}, {0.99, seconds(s.queue_wait.p99)}},
+              seconds(s.queue_wait.sum), s.queue_wait.samples);
   add_summary("spindle_pool_run_seconds", "Time calls ran (quantiles: last 1024).", l,
               {{0.5, seconds(s.run_time.p50)}, {0.99, seconds(s.run_time.p99)}}, seconds(s.run_time.sum),
               s.run_time.samples);
@@ -207,7 +211,8 @@ std::string prometheus_exposition::str() const {
   return out;
 }
 
-std::string render_prometheus(const std::vector<loop_statistics>& loops, const std::vector<pool_statistics>& pools) {
+std::string render_prometheus(const std::vector<loop_statistics>& loops,
+                              const std::vector<pool_statistics>& pools) {
   prometheus_exposition e;
   for (const auto& l : loops) e.add(l);
   for (const auto& p : pools) e.add(p);

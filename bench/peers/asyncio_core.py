@@ -6,7 +6,9 @@ Prints JSON Lines, one per measurement:
    [, "p50_us": .., "p99_us": ..][, "note": ..]}
 
 Every measurement runs on a fresh event loop.  Timing is taken inside the
-running coroutine with time.perf_counter_ns().
+running coroutine with time.perf_counter_ns(), except for the portal_* ops:
+there the loop runs forever on its own thread and the main thread (a foreign
+thread) times its blocking calls into it.
 
 Usage: /usr/bin/python3 asyncio_core.py [--uvloop] [--repeat K] [--ops a,b,...]
 """
@@ -33,6 +35,10 @@ BLOCKING_RT_WARMUP = 100
 BLOCKING_TP_N = 20_000
 BLOCKING_TP_WARMUP = 1_000
 BLOCKING_TP_WINDOW = 256
+PORTAL_RT_N = 10_000
+PORTAL_RT_WARMUP = 100
+PORTAL_TP_N = 16_000  # total calls, split evenly among the foreign threads
+PORTAL_TP_WARMUP = 10  # per foreign thread, before the barrier
 
 ALL_OPS = (
     "spawn_await",
@@ -45,6 +51,10 @@ ALL_OPS = (
     "blocking_throughput_1",
     "blocking_throughput_2",
     "blocking_throughput_4",
+    "portal_roundtrip",
+    "portal_throughput_1",
+    "portal_throughput_4",
+    "portal_throughput_16",
 )
 
 
@@ -297,6 +307,104 @@ async def blocking_throughput_4():
     return await _blocking_throughput(4)
 
 
+# 8. portal_*: the loop runs forever on its own thread; foreign threads submit a
+#    trivial coroutine to it and block until its result is back.
+#    These are plain functions of the (already running) loop, run on the main thread.
+async def _portal_coro():
+    return 42
+
+
+def _run_portal(loop, body):
+    """Run `loop` forever on its own thread; call body(loop) on this (foreign) thread."""
+    started = threading.Event()
+
+    def run():
+        asyncio.set_event_loop(loop)
+        loop.call_soon(started.set)
+        try:
+            loop.run_forever()
+        finally:
+            asyncio.set_event_loop(None)
+
+    t = threading.Thread(target=run, name="loop")
+    t.start()
+    started.wait()
+    try:
+        return body(loop)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        t.join()
+
+
+def portal_roundtrip(loop):
+    submit = asyncio.run_coroutine_threadsafe
+    coro = _portal_coro
+    clock = time.perf_counter_ns
+    lat = []
+    for i in range(PORTAL_RT_WARMUP + PORTAL_RT_N):
+        t0 = clock()
+        r = submit(coro(), loop).result()
+        t1 = clock()
+        if i >= PORTAL_RT_WARMUP:
+            lat.append(t1 - t0)
+    assert r == 42
+    return _lat_result(lat, "asyncio.run_coroutine_threadsafe(coro(), loop).result() from the main "
+                            "thread; loop.run_forever() on its own thread")
+
+
+def _portal_throughput(loop, nthreads):
+    per = PORTAL_TP_N // nthreads
+    total = nthreads * per
+    barrier = threading.Barrier(nthreads + 1)
+    errors = []
+
+    def caller():
+        submit = asyncio.run_coroutine_threadsafe
+        coro = _portal_coro
+        try:
+            for _ in range(PORTAL_TP_WARMUP):
+                submit(coro(), loop).result()
+            barrier.wait()
+            acc = 0
+            for _ in range(per):
+                acc += submit(coro(), loop).result()
+            assert acc == 42 * per
+        except BaseException as e:  # surface errors on the main thread
+            errors.append(e)
+            barrier.abort()
+
+    threads = [threading.Thread(target=caller) for _ in range(nthreads)]
+    for t in threads:
+        t.start()
+    try:
+        barrier.wait()  # all callers warmed up and ready
+    except threading.BrokenBarrierError:
+        pass
+    t0 = time.perf_counter_ns()
+    for t in threads:
+        t.join()
+    t1 = time.perf_counter_ns()
+    if errors:
+        raise errors[0]
+    return {
+        "ns_per_op": (t1 - t0) / total,
+        "note": f"{nthreads} foreign thread(s) x {per} blocking "
+                f"run_coroutine_threadsafe(coro(), loop).result() calls; loop.run_forever() on its own thread",
+    }
+
+
+def portal_throughput_1(loop):
+    return _portal_throughput(loop, 1)
+
+
+def portal_throughput_4(loop):
+    return _portal_throughput(loop, 4)
+
+
+def portal_throughput_16(loop):
+    return _portal_throughput(loop, 16)
+
+
 OPS = {
     "spawn_await": spawn_await,
     "await_chain": await_chain,
@@ -308,6 +416,13 @@ OPS = {
     "blocking_throughput_1": blocking_throughput_1,
     "blocking_throughput_2": blocking_throughput_2,
     "blocking_throughput_4": blocking_throughput_4,
+}
+
+PORTAL_OPS = {
+    "portal_roundtrip": portal_roundtrip,
+    "portal_throughput_1": portal_throughput_1,
+    "portal_throughput_4": portal_throughput_4,
+    "portal_throughput_16": portal_throughput_16,
 }
 
 
@@ -322,7 +437,7 @@ def main():
 
     ops = [o for o in args.ops.split(",") if o]
     for o in ops:
-        if o not in OPS:
+        if o not in OPS and o not in PORTAL_OPS:
             ap.error(f"unknown op: {o}")
 
     if args.uvloop:
@@ -340,8 +455,11 @@ def main():
         for _ in range(args.repeat):
             loop = new_loop()
             try:
-                asyncio.set_event_loop(loop)
-                res = loop.run_until_complete(OPS[op]())
+                if op in PORTAL_OPS:
+                    res = _run_portal(loop, PORTAL_OPS[op])
+                else:
+                    asyncio.set_event_loop(loop)
+                    res = loop.run_until_complete(OPS[op]())
             finally:
                 asyncio.set_event_loop(None)
                 loop.close()

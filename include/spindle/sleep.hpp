@@ -26,8 +26,10 @@ class sleep_awaiter : public cancel_hook, public timer_entry {
  private:
   static void on_timer(timer_entry* self) noexcept;
   static void on_cancel_hook(cancel_hook* self) noexcept;
+  static void on_yield_cancel(cancel_hook* self) noexcept;
   task_node* task_ = nullptr;
   bool relative_;
+  bool yielding_ = false;
   bool cancelled_ = false;
   duration delay_;
   time_point until_;

@@ -61,7 +61,9 @@ parsed parse(const std::string& text) {
   if (text.empty() || text.back() != '\n') p.errors.push_back("no final newline");
   while (std::getline(in, line)) {
     ++n;
-    auto err = [&](const std::string& what) { p.errors.push_back("line " + std::to_string(n) + ": " + what + ": " + line); };
+    auto err = [&](const std::string& what) {
+      p.errors.push_back("line " + std::to_string(n) + ": " + what + ": " + line);
+    };
     if (line.empty()) continue;
     if (line.starts_with("# HELP ") || line.starts_with("# TYPE ")) {
       std::string rest = line.substr(7);
@@ -72,7 +74,8 @@ parsed parse(const std::string& text) {
         if (!helped.insert(name).second) err("second HELP");
       } else {
         std::string type = sp == std::string::npos ? "" : rest.substr(sp + 1);
-        if (type != "counter" && type != "gauge" && type != "summary" && type != "histogram" && type != "untyped")
+        if (type != "counter" && type != "gauge" && type != "summary" && type != "histogram" &&
+            type != "untyped")
           err("bad type");
         if (!p.types.emplace(name, type).second) err("second TYPE");
         if (type == "counter" && !name.ends_with("_total")) err("counter without _total");
@@ -202,11 +205,11 @@ TEST(Prometheus, LoopAndPoolStatisticsParseAndCarryTheirValues) {
 
 TEST(Prometheus, TheParserRejectsWhatPrometheusWould) {
   // The checks above are only worth something if the parser can fail.
-  EXPECT_FALSE(parse("x_total 1\n").errors.empty());                                            // no TYPE
-  EXPECT_FALSE(parse("# HELP x h\n# TYPE x counter\nx 1\n").errors.empty());                    // no _total
-  EXPECT_FALSE(parse("# HELP x h\n# TYPE x gauge\nx{a=\"b} 1\n").errors.empty());               // unterminated
-  EXPECT_FALSE(parse("# HELP x h\n# TYPE x gauge\nx{a=\"b\"} one\n").errors.empty());           // value
-  EXPECT_FALSE(parse("# HELP x h\n# TYPE x gauge\nx 1\nx 2\n").errors.empty());                 // duplicate
+  EXPECT_FALSE(parse("x_total 1\n").errors.empty());                                   // no TYPE
+  EXPECT_FALSE(parse("# HELP x h\n# TYPE x counter\nx 1\n").errors.empty());           // no _total
+  EXPECT_FALSE(parse("# HELP x h\n# TYPE x gauge\nx{a=\"b} 1\n").errors.empty());      // unterminated
+  EXPECT_FALSE(parse("# HELP x h\n# TYPE x gauge\nx{a=\"b\"} one\n").errors.empty());  // value
+  EXPECT_FALSE(parse("# HELP x h\n# TYPE x gauge\nx 1\nx 2\n").errors.empty());        // duplicate
   EXPECT_FALSE(parse("# HELP x h\n# TYPE x gauge\n# HELP y h\n# TYPE y gauge\ny 1\nx 1\n").errors.empty());
   EXPECT_TRUE(parse("# HELP x h\n# TYPE x gauge\nx{a=\"q\\\"\"} 1.5\n").errors.empty());
 }

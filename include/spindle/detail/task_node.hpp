@@ -82,6 +82,9 @@ class task_node : public ready_node {
   }
   /// Puts the task back on the ready queue (see invariant 1).
   void wake() noexcept;
+  /// For an awaiter that queued its task itself with the hook kept (yield):
+  /// drops the registration once resumed.
+  void clear_hook() noexcept { hook_ = nullptr; }
   /// Cancellation request; a no-op when done. Delivered at the task's next
   /// cancellable await (at once if it is suspended at one now); a task that
   /// has not started yet never starts.

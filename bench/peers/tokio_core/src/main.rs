@@ -4,7 +4,9 @@
 //!   {"impl": "tokio", "op": <op>, "ns_per_op": <float>[, "p50_us": .., "p99_us": ..][, "note": ..]}
 //!
 //! Every measurement uses a fresh `current_thread` runtime (the runtime thread
-//! is "the loop"; foreign threads are plain std::threads).
+//! is "the loop"; foreign threads are plain std::threads).  For the portal_*
+//! ops the runtime is driven on its own std::thread and the main thread is the
+//! foreign thread that calls into it.
 //!
 //! Usage: tokio_core [--repeat K] [--ops op1,op2,...]
 
@@ -29,6 +31,10 @@ const BLOCKING_RT_WARMUP: usize = 100;
 const BLOCKING_TP_N: usize = 20_000;
 const BLOCKING_TP_WARMUP: usize = 1_000;
 const BLOCKING_TP_WINDOW: usize = 256;
+const PORTAL_RT_N: usize = 10_000;
+const PORTAL_RT_WARMUP: usize = 100;
+const PORTAL_TP_N: usize = 16_000; // total calls, split evenly among the foreign threads
+const PORTAL_TP_WARMUP: usize = 10; // per foreign thread, before the barrier
 
 const ALL_OPS: &[&str] = &[
     "spawn_await",
@@ -40,6 +46,11 @@ const ALL_OPS: &[&str] = &[
     "blocking_throughput_1",
     "blocking_throughput_2",
     "blocking_throughput_4",
+    "portal_roundtrip",
+    "portal_roundtrip_block_on",
+    "portal_throughput_1",
+    "portal_throughput_4",
+    "portal_throughput_16",
 ];
 
 struct Result {
@@ -309,6 +320,129 @@ fn blocking_throughput(nthreads: usize) -> Result {
     Result { note: Some(note), ..Result::plain(ns(el) / BLOCKING_TP_N as f64) }
 }
 
+// 8. portal_*: a fresh current_thread runtime driven on its own std::thread
+//    (block_on a future that waits for shutdown); foreign threads submit a
+//    trivial task and block until its result is back.
+/// Drive a fresh runtime on its own thread; call `body(handle)` on this (foreign) thread.
+fn run_portal<R>(body: impl FnOnce(&Handle) -> R) -> R {
+    let rt = runtime();
+    let handle = rt.handle().clone();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let t = std::thread::Builder::new()
+        .name("loop".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let _ = ready_tx.send(());
+                let _ = stop_rx.await;
+            });
+            drop(rt);
+        })
+        .expect("spawn loop thread");
+    ready_rx.recv().unwrap();
+    let out = body(&handle);
+    let _ = stop_tx.send(());
+    t.join().unwrap();
+    out
+}
+
+/// One blocking round trip from a foreign thread: spawn a task that returns an
+/// int (sent through a oneshot) and wait for it without a runtime.
+#[inline]
+fn portal_call(handle: &Handle) -> u64 {
+    let (tx, rx) = oneshot::channel::<u64>();
+    handle.spawn(async move {
+        let _ = tx.send(black_box(1));
+    });
+    rx.blocking_recv().unwrap()
+}
+
+fn latency_result(mut lat: Vec<u64>, note: &'static str) -> Result {
+    lat.sort_unstable();
+    let p50 = percentile(&lat, 0.50);
+    let p99 = percentile(&lat, 0.99);
+    Result {
+        ns_per_op: p50 as f64,
+        p50_us: Some(p50 as f64 / 1e3),
+        p99_us: Some(p99 as f64 / 1e3),
+        note: Some(note),
+    }
+}
+
+fn portal_roundtrip() -> Result {
+    let lat = run_portal(|handle| {
+        let mut lat = Vec::with_capacity(PORTAL_RT_N);
+        let mut acc: u64 = 0;
+        for i in 0..(PORTAL_RT_WARMUP + PORTAL_RT_N) {
+            let t0 = Instant::now();
+            acc += portal_call(handle);
+            let el = t0.elapsed();
+            if i >= PORTAL_RT_WARMUP {
+                lat.push(el.as_nanos() as u64);
+            }
+        }
+        assert_eq!(acc, (PORTAL_RT_WARMUP + PORTAL_RT_N) as u64);
+        lat
+    });
+    latency_result(lat, "Handle::spawn + oneshot::blocking_recv from the main thread; runtime block_on on its own thread")
+}
+
+fn portal_roundtrip_block_on() -> Result {
+    let lat = run_portal(|handle| {
+        let mut lat = Vec::with_capacity(PORTAL_RT_N);
+        let mut acc: u64 = 0;
+        for i in 0..(PORTAL_RT_WARMUP + PORTAL_RT_N) {
+            let t0 = Instant::now();
+            acc += handle.block_on(async { black_box(1u64) });
+            let el = t0.elapsed();
+            if i >= PORTAL_RT_WARMUP {
+                lat.push(el.as_nanos() as u64);
+            }
+        }
+        assert_eq!(acc, (PORTAL_RT_WARMUP + PORTAL_RT_N) as u64);
+        lat
+    });
+    latency_result(lat, "Handle::block_on runs the future on the calling thread (not a cross-thread round trip)")
+}
+
+fn portal_throughput(nthreads: usize) -> Result {
+    let per = PORTAL_TP_N / nthreads;
+    let total = nthreads * per;
+    let el = run_portal(|handle| {
+        let barrier = Arc::new(Barrier::new(nthreads + 1));
+        let threads: Vec<_> = (0..nthreads)
+            .map(|_| {
+                let h = handle.clone();
+                let b = barrier.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..PORTAL_TP_WARMUP {
+                        portal_call(&h);
+                    }
+                    b.wait();
+                    let mut acc: u64 = 0;
+                    for _ in 0..per {
+                        acc += portal_call(&h);
+                    }
+                    assert_eq!(acc, per as u64);
+                })
+            })
+            .collect();
+        barrier.wait(); // all callers warmed up and ready
+        let t0 = Instant::now();
+        for t in threads {
+            t.join().unwrap();
+        }
+        t0.elapsed()
+    });
+    let note = match nthreads {
+        1 => "1 foreign thread x 16000 blocking calls (Handle::spawn + oneshot::blocking_recv); runtime block_on on its own thread",
+        4 => "4 foreign threads x 4000 blocking calls (Handle::spawn + oneshot::blocking_recv); runtime block_on on its own thread",
+        16 => "16 foreign threads x 1000 blocking calls (Handle::spawn + oneshot::blocking_recv); runtime block_on on its own thread",
+        _ => unreachable!(),
+    };
+    Result { note: Some(note), ..Result::plain(ns(el) / total as f64) }
+}
+
 fn run(op: &str) -> Result {
     match op {
         "spawn_await" => spawn_await(),
@@ -320,6 +454,11 @@ fn run(op: &str) -> Result {
         "blocking_throughput_1" => blocking_throughput(1),
         "blocking_throughput_2" => blocking_throughput(2),
         "blocking_throughput_4" => blocking_throughput(4),
+        "portal_roundtrip" => portal_roundtrip(),
+        "portal_roundtrip_block_on" => portal_roundtrip_block_on(),
+        "portal_throughput_1" => portal_throughput(1),
+        "portal_throughput_4" => portal_throughput(4),
+        "portal_throughput_16" => portal_throughput(16),
         _ => unreachable!(),
     }
 }
