@@ -18,7 +18,7 @@ build: deps
 	@$(call CONFIGURE,release)
 	@cmake --build build/release -j $(JOBS)
 
-DEMOS = fanout_sleep fanout timeouts blocking
+DEMOS = fanout_sleep fanout timeouts blocking threads
 demo: build
 	@for d in $(DEMOS); do echo "== $$d"; build/release/examples/$$d || exit 1; echo; done
 

@@ -32,7 +32,8 @@ void roundtrip(benchmark::State& state, Call call) {
   for (auto _ : state) {
     auto t0 = std::chrono::steady_clock::now();
     benchmark::DoNotOptimize(call());
-    latencies.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    latencies.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(latencies.begin(), latencies.end());
   if (!latencies.empty()) {
@@ -74,7 +75,8 @@ void BM_portal_throughput(benchmark::State& state) {
     for (int t = 0; t < threads; ++t) {
       callers.emplace_back([&] {
         start.arrive_and_wait();
-        for (int i = 0; i < total / threads; ++i) benchmark::DoNotOptimize(p.call([]() -> task<int> { co_return 1; }, 10s));
+        for (int i = 0; i < total / threads; ++i)
+          benchmark::DoNotOptimize(p.call([]() -> task<int> { co_return 1; }, 10s));
       });
     }
     start.arrive_and_wait();

@@ -69,3 +69,6 @@ if [ -x build/peers/tokio/release/tokio_core ]; then
 fi
 echo
 $py bench/compare.py "$out/spindle_blocking.json" "$out"/*_blocking.jsonl | tee "$out/blocking.md"
+
+# The portal and the watchdog (issue #5), pinned.
+bench/run_portal.sh "$repeats"

@@ -261,7 +261,7 @@ void event_loop::leave_run() noexcept {
   if (watch_ != nullptr) {
     monitor_->unwatch(watch_);
     watch_ = nullptr;
-    step_task_ = nullptr;
+    published_ = nullptr;
   }
   detail::tls_context = {};
   stop_requested_.store(false, std::memory_order_relaxed);
@@ -323,12 +323,11 @@ void event_loop::add_task(detail::task_node* n) {
 }
 
 void event_loop::on_task_done(detail::task_node* n) noexcept {
-  if (n == published_) published_ = nullptr;  // its memory may be a new task's soon
-  if (n == step_task_) [[unlikely]] {
-    // The watched step's task ends inside its step: keep its name if the
-    // watchdog flagged the step (the node may be gone when the step ends).
-    step_task_ = nullptr;
-    if (watch_->flagged_seq.load(std::memory_order_relaxed) == step_seq_) {
+  if (n == published_) [[unlikely]] {
+    // The watched step's task ends inside its step (its memory may be a new
+    // task's soon): keep its name if the watchdog flagged the step.
+    published_ = nullptr;
+    if (watch_ != nullptr && watch_->flagged_seq.load(std::memory_order_relaxed) == step_seq_) {
       try {
         step_task_name_ = n->name();
       } catch (...) {
@@ -479,6 +478,39 @@ void event_loop::poll_io(std::int64_t timeout_ns) {
   drain_remote();
 }
 
+// The watched batch (in run_once's translation unit, so it inlines).
+[[gnu::always_inline]] inline void event_loop::run_batch_watched(std::size_t n) {
+  detail::watch_slot& w = *watch_;
+  std::uint64_t seq = step_seq_;  // in a register across the steps
+  while (n-- != 0) {
+    detail::ready_node* r = pop_ready();
+    seq += detail::watch_slot::step;
+    step_seq_ = seq;
+    // Who runs: published only when it changes (a loop of awaits in one
+    // task publishes nothing new). Written before `seq` (release); the
+    // monitor reads seq, these, then seq again (see src/watchdog.cpp).
+    if (r != published_) [[unlikely]] {
+      if (r->drop == nullptr) {
+        auto* t = static_cast<detail::task_node*>(r);
+        w.task_id.store(t->id(), std::memory_order_relaxed);
+        w.where.store(t->where(), std::memory_order_relaxed);
+        published_ = t;
+      } else {
+        // A plain callback: its node is freed after it runs and its memory
+        // may be a task's next, so it is never remembered as published.
+        w.task_id.store(0, std::memory_order_relaxed);
+        w.where.store(std::source_location{}, std::memory_order_relaxed);
+        published_ = nullptr;
+      }
+    }
+    w.seq.store(seq, std::memory_order_release);
+    r->run_ready(r);
+    if (w.flagged_seq.load(std::memory_order_relaxed) == seq) [[unlikely]]
+      on_stall_end();
+  }
+  w.seq.store(seq | detail::watch_slot::idle_bit, std::memory_order_release);
+}
+
 void event_loop::run_once(std::int64_t max_block_ns) {
   ++stats_.iterations;
   if (inbox_.load(std::memory_order_relaxed) != nullptr) drain_remote();
@@ -513,39 +545,6 @@ void event_loop::run_once(std::int64_t max_block_ns) {
   }
 }
 
-void event_loop::run_batch_watched(std::size_t n) {
-  detail::watch_slot& w = *watch_;
-  // Marks "the step being published is a plain callback" (never a node address).
-  static const char callback_marker = 0;
-  auto* const callback_id = reinterpret_cast<const detail::ready_node*>(&callback_marker);
-  while (n-- != 0) {
-    detail::ready_node* r = pop_ready();
-    step_seq_ += detail::watch_slot::step;
-    const bool is_task = r->drop == nullptr;
-    step_task_ = is_task ? static_cast<detail::task_node*>(r) : nullptr;
-    const detail::ready_node* culprit = is_task ? r : callback_id;
-    if (culprit != published_) [[unlikely]] {
-      // A different culprit: a seqlock write of who it is (see src/watchdog.cpp).
-      // The same task stepping again (a loop of awaits) skips this.
-      w.seq.store(step_seq_ | detail::watch_slot::writing_bit, std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_release);
-      if (is_task) {
-        w.task_id.store(step_task_->id(), std::memory_order_relaxed);
-        w.where.store(step_task_->where(), std::memory_order_relaxed);
-      } else {
-        w.task_id.store(0, std::memory_order_relaxed);
-        w.where.store(std::source_location{}, std::memory_order_relaxed);
-      }
-      published_ = culprit;
-    }
-    w.seq.store(step_seq_, std::memory_order_release);
-    r->run_ready(r);
-    if (w.flagged_seq.load(std::memory_order_relaxed) == step_seq_) [[unlikely]]
-      on_stall_end();
-  }
-  w.seq.store(step_seq_ | detail::watch_slot::idle_bit, std::memory_order_release);
-}
-
 void event_loop::on_stall_end() noexcept {
   detail::watch_slot& w = *watch_;
   stall_report r;
@@ -554,8 +553,8 @@ void event_loop::on_stall_end() noexcept {
   r.task_id = w.task_id.load(std::memory_order_relaxed);
   r.where = w.where.load(std::memory_order_relaxed);
   try {
-    if (step_task_ != nullptr) {
-      r.task = step_task_->name();  // still suspended, so alive
+    if (published_ != nullptr) {
+      r.task = published_->name();  // the step's task, still suspended, so alive
     } else {
       r.task = std::move(step_task_name_);  // it ended inside the step
     }

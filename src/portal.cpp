@@ -3,6 +3,7 @@
 #include "spindle/portal.hpp"
 
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -33,13 +34,23 @@ inline void cpu_relax() noexcept {
 
 // A short spin before sleeping: a portal call that the loop answers within
 // a few microseconds costs no futex sleep/wake pair (two syscalls and a
-// cross-CPU wake-up).
-constexpr int spin_rounds = 128;
+// cross-CPU wake-up). Only when this thread may run on more than one CPU:
+// on one CPU the spin only delays the loop it waits for.
+constexpr int spin_rounds = 64;
+int spin_budget() noexcept {
+  thread_local const int budget = [] {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+    return CPU_COUNT(&set) > 1 ? spin_rounds : 0;
+  }();
+  return budget;
+}
 
 }  // namespace
 
 bool portal_call_base::wait_until(const std::chrono::steady_clock::time_point* deadline) noexcept {
-  for (int i = 0; i < spin_rounds; ++i) {
+  for (int i = 0, n = spin_budget(); i < n; ++i) {
     if (state_.load(std::memory_order_acquire) == answered) return true;
     cpu_relax();
   }

@@ -1,13 +1,18 @@
 // The stall watchdog's monitor.
 //
 // Protocol (per watched loop, see detail::watch_slot):
-// - The loop, per step: seq = S|writing; release fence; what runs (task id,
-//   spawn location); seq = S (release). After the step, if flagged_seq == S
-//   it reports the end itself (it knows the task's name and the exact end),
-//   then sets acked_seq = S. After a batch: seq = S|idle.
+// - The loop, per step: when the running task changes, what runs (task id,
+//   spawn location: relaxed stores); then seq = S (release). After the
+//   step, if flagged_seq == S it reports the end itself (it knows the task's
+//   name and the exact end), then sets acked_seq = S. After a batch:
+//   seq = S|idle. That is one store and one load per step, plus two stores
+//   when the task changes.
 // - The monitor, per tick: reads seq. A new value, or idle, restarts the
 //   count (first_seen = now). The same busy value for `threshold` is a
-//   stall: it reads what runs (a seqlock read: seq, fields, fence, seq),
+//   stall: it reads what runs (seq, the fields, an acquire fence, seq again:
+//   a step that ends at that instant is skipped; the fields are written
+//   before seq, so on x86 (TSO) a report never names the wrong step — on a
+//   weakly ordered CPU it could, in a window of a few instructions),
 //   reports `ongoing`, and sets flagged_seq = S. If seq then moves on and the
 //   loop did not ack (it passed its check just before the flag was set), the
 //   monitor reports the end itself, from its own ticks.

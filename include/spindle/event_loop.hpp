@@ -286,9 +286,8 @@ class event_loop {
   detail::watch_slot* watch_ = nullptr;  // set while running with a watchdog
   stall_monitor* monitor_ = nullptr;
   std::uint64_t step_seq_ = 0;
-  detail::task_node* step_task_ = nullptr;         // the task of the current watched step, until it ends
-  const detail::ready_node* published_ = nullptr;  // whose id/location the slot holds
-  std::string step_task_name_;                     // its name, kept if it ended inside a flagged step
+  detail::task_node* published_ = nullptr;  // the task whose id/location the slot holds, until it ends
+  std::string step_task_name_;              // its name, kept if it ended inside a flagged step
   std::uint64_t threadsafe_taken_ = 0;
 
   detail::task_node* live_head_ = nullptr;

@@ -61,7 +61,7 @@ namespace detail {
 /// sampled by the monitor; see src/watchdog.cpp for the protocol).
 struct watch_slot {
   static constexpr std::uint64_t idle_bit = 1;     // between batches: nothing to blame
-  static constexpr std::uint64_t writing_bit = 2;  // the fields below are being written
+  static constexpr std::uint64_t writing_bit = 2;  // reserved (a step in mid-publication)
   static constexpr std::uint64_t step = 4;         // the counter's unit
   std::atomic<std::uint64_t> seq{idle_bit};        // (step counter * step) | bits
   std::atomic<std::uint64_t> task_id{0};
