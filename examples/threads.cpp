@@ -50,11 +50,12 @@ task<int> fan_out(int request) {
 
 int main() {
   std::atomic<int> stalls_reported{0};
-  spindle::background_loop bg({.loop = {.name = "fanout",
-                                        .watchdog = {.threshold = 100ms, .on_stall = [&](const spindle::stall_report& r) {
-                                                       std::printf("watchdog: %s\n", r.to_string().c_str());
-                                                       ++stalls_reported;
-                                                     }}}});
+  spindle::background_loop bg(
+      {.loop = {.name = "fanout",
+                .watchdog = {.threshold = 100ms, .on_stall = [&](const spindle::stall_report& r) {
+                               std::printf("watchdog: %s\n", r.to_string().c_str());
+                               ++stalls_reported;
+                             }}}});
   spindle::portal portal = bg.portal();
 
   // The workers: plain threads, synchronous code, one shared loop.
@@ -75,12 +76,15 @@ int main() {
           ++errors;
           std::printf("request %d: %s: %s\n", request, e.kind(), e.what());
         }
-        total_us += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
+        total_us +=
+            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start)
+                .count();
       }
     });
   }
   for (auto& t : pool) t.join();
-  const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const double wall_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   const int total = workers * requests_per_worker;
   std::printf("%d workers x %d requests x %d sub-queries: %d answered (%d complete), %d errors\n", workers,
               requests_per_worker, subqueries, answered.load(), complete.load(), errors.load());

@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "detail/loop_access.hpp"
 #include "detail/thread_name.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -268,12 +269,17 @@ void event_loop::leave_run() noexcept {
   running_.store(false, std::memory_order_release);
 }
 
+namespace {
+// Leaves the running state however the scope ends.
+struct leave_run_guard {
+  event_loop* loop;
+  ~leave_run_guard() { detail::loop_access::leave_run(*loop); }
+};
+}  // namespace
+
 void event_loop::run_forever() {
   enter_run("run_forever");
-  struct leave_guard {
-    event_loop* loop;
-    ~leave_guard() { loop->leave_run(); }
-  } guard{this};
+  leave_run_guard guard{this};
   while (!stop_requested_.load(std::memory_order_acquire)) run_once();
 }
 
@@ -635,10 +641,7 @@ void event_loop::attach(std::weak_ptr<detail::shutdown_participant> p) {
 
 loop_shutdown_report event_loop::shutdown() {
   enter_run("shutdown");
-  struct leave_guard {
-    event_loop* loop;
-    ~leave_guard() { loop->leave_run(); }
-  } guard{this};
+  leave_run_guard guard{this};
   shutdown_tasks();
   return last_shutdown_;
 }

@@ -13,6 +13,7 @@ struct loop_access {
   static void add_task(event_loop& loop, task_node* n) { loop.add_task(n); }
   static void on_task_done(event_loop& loop, task_node* n) noexcept { loop.on_task_done(n); }
   static void attach(event_loop& loop, std::weak_ptr<shutdown_participant> p) { loop.attach(std::move(p)); }
+  static void leave_run(event_loop& loop) noexcept { loop.leave_run(); }
   static int epoll_fd(const event_loop& loop) noexcept { return loop.epoll_fd_; }
   static std::size_t& io_registrations(event_loop& loop) noexcept { return loop.io_registrations_; }
 };

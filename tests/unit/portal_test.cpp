@@ -38,6 +38,33 @@ struct on_exit {
   ~on_exit() { counter->fetch_add(1); }
 };
 
+// Holds a background loop's thread inside one call_sync until release().
+class loop_staller {
+ public:
+  explicit loop_staller(const portal& p) {
+    auto entered = entered_.get_future();
+    thread_ = std::thread([this, p] {
+      p.call_sync([this] {
+        entered_.set_value();
+        released_.wait();
+      });
+    });
+    entered.wait();
+  }
+  ~loop_staller() { release(); }
+  void release() {
+    if (!thread_.joinable()) return;
+    release_.set_value();
+    thread_.join();
+  }
+
+ private:
+  std::promise<void> entered_;
+  std::promise<void> release_;
+  std::shared_future<void> released_ = release_.get_future().share();
+  std::thread thread_;
+};
+
 class custom_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -108,17 +135,7 @@ TEST(Portal, CallTimeoutCancelsTheTaskOnTheLoop) {
 TEST(Portal, CallerIsNotHeldPastItsTimeoutByAStalledLoop) {
   background_loop bg;
   portal p = bg.portal();
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  std::promise<void> stalled;
-  // Block the loop thread (what the stall watchdog exists to catch).
-  std::thread staller([&] {
-    p.call_sync([&] {
-      stalled.set_value();
-      released.wait();
-    });
-  });
-  stalled.get_future().wait();
+  loop_staller staller(p);  // blocks the loop thread (what the stall watchdog exists to catch)
   std::atomic<int> cleaned{0};
   EXPECT_THROW(p.call(
                    [&]() -> task<int> {
@@ -127,8 +144,7 @@ TEST(Portal, CallerIsNotHeldPastItsTimeoutByAStalledLoop) {
                    },
                    10ms),
                timeout_error);
-  release.set_value();
-  staller.join();
+  staller.release();
   // The timed-out call's task never ran (it timed out before it started).
   bg.stop();
   EXPECT_EQ(cleaned.load(), 0);
@@ -229,24 +245,14 @@ TEST(Portal, PendingCallsFailWithShutdownWhenTheLoopStops) {
 TEST(Portal, CallsQueuedBehindAStallAreAnsweredAtStop) {
   background_loop bg;
   portal p = bg.portal();
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  std::promise<void> stalled;
-  std::thread staller([&] {
-    p.call_sync([&] {
-      stalled.set_value();
-      released.wait();
-    });
-  });
-  stalled.get_future().wait();
+  loop_staller staller(p);
   std::vector<portal_future<int>> queued;
   for (int i = 0; i < 16; ++i) queued.push_back(p.submit([i]() -> task<int> { co_return i; }));
   std::thread stopper([&] { bg.stop(); });
   // stop() has asked the loop to stop; let the stalled step end.
   std::this_thread::sleep_for(5ms);
-  release.set_value();
+  staller.release();
   stopper.join();
-  staller.join();
   int answered = 0;
   for (auto& f : queued) {
     try {
