@@ -317,9 +317,12 @@ void event_loop::add_task(detail::task_node* n) {
   if (shutting_down_) {
     n->root_scope().cancel();
   } else if (detail::task_node* spawner = detail::tls_context.task;
-             spawner != nullptr && &spawner->loop() == this) {
+             spawner != nullptr && &spawner->loop() == this && n->root_scope().parent() == nullptr) {
     // A task spawned inside a scope with a deadline inherits the deadline
     // (as a value: it is not tied to the spawner's scope, which may end first).
+    // A task_group child is already linked under the group's scope, which
+    // gives it the enclosing deadlines and the group's cancellation: it must
+    // stay linked (re-rooting it here once cut it off from group.cancel()).
     time_point d = detail::scope_node::effective_deadline(spawner->scope());
     if (d != detail::scope_node::no_deadline) {
       n->root_scope().detach();

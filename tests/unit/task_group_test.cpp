@@ -144,6 +144,30 @@ TEST(TaskGroup, ExplicitCancelEndsTheGroupWithoutError) {
   EXPECT_EQ(f.elapsed(), 1s);
 }
 
+// Regression: inside a scope with a deadline, children used to be re-rooted
+// with the inherited deadline, which cut them off from group.cancel() (a
+// Happy Eyeballs race then waited for its losers until the deadline).
+TEST(TaskGroup, CancelFromAChildReachesSiblingsInsideADeadlineScope) {
+  fixture f;
+  int cancelled = 0;
+  auto main = [&]() -> task<bool> {
+    co_return co_await move_on_after(1h, with_task_group([&](task_group& g) -> task<void> {
+                                       for (int i = 0; i < 3; ++i)
+                                         g.spawn(test::sleep_counting_cancellation(cancelled));
+                                       g.spawn(
+                                           [](task_group& group) -> task<void> {
+                                             co_await sleep_for(1s);
+                                             group.cancel();
+                                           }(g),
+                                           "winner");
+                                       co_return;
+                                     }));
+  };
+  EXPECT_TRUE(f.loop.run(main()));
+  EXPECT_EQ(cancelled, 3);
+  EXPECT_EQ(f.elapsed(), 1s);
+}
+
 TEST(TaskGroup, OuterTimeoutReachesChildren) {
   fixture f;
   int cancelled = 0;
