@@ -8,7 +8,7 @@
 set -euo pipefail
 
 declare -A groups=(
-  [build]="cmake ninja-build g++ make googletest libbenchmark-dev ccache mold prometheus"
+  [build]="cmake ninja-build g++ make googletest libbenchmark-dev ccache mold prometheus node-llhttp libc-ares-dev libssl-dev zlib1g-dev openssl"
   [sanitize]="clang-16 libclang-rt-16-dev"
   [bench]="libbenchmark-dev python3 python3-uvloop librust-tokio-dev cargo wrk hyperfine util-linux"
   [format]="clang-format-14"

@@ -118,18 +118,14 @@ TEST(Portal, CallTimeoutCancelsTheTaskOnTheLoop) {
     co_await sleep_for(10s);
     finished = true;
   };
-  try {
-    p.call(slow, 20ms);
-    ADD_FAILURE() << "no timeout";
-  } catch (const timeout_error& e) {
-    EXPECT_NE(std::string(e.what()).find("cancelled on loop"), std::string::npos) << e.what();
-  }
+  // The loop's own deadline and the caller's fire together: either may
+  // answer, and both answer timeout_error. (300 ms: the task has started.)
+  EXPECT_THROW(p.call(slow, 300ms), timeout_error);
   EXPECT_TRUE(eventually([&] { return cleaned.load() == 1; }));
   EXPECT_FALSE(finished.load());
   EXPECT_TRUE(saw_deadline.load());
   EXPECT_TRUE(eventually([&] { return bg.statistics().tasks_alive == 0; }));
-  auto s = p.statistics();
-  EXPECT_EQ(s.timed_out, 1u);
+  EXPECT_EQ(p.statistics().timed_out, 1u);
 }
 
 TEST(Portal, CallerIsNotHeldPastItsTimeoutByAStalledLoop) {

@@ -1,0 +1,71 @@
+#pragma once
+/// \file
+/// HTTP/1.1 messages: headers, request, response.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace spindle::http {
+
+/// Header fields in order, names compared case-insensitively.
+class headers {
+ public:
+  using field = std::pair<std::string, std::string>;
+  headers() = default;
+  headers(std::initializer_list<field> fields) : fields_(fields) {}
+
+  /// Appends (a repeated name keeps every value).
+  void add(std::string name, std::string value) { fields_.emplace_back(std::move(name), std::move(value)); }
+  /// Replaces every field of that name with one.
+  void set(std::string_view name, std::string value);
+  void remove(std::string_view name);
+  /// The first value of `name`.
+  [[nodiscard]] std::optional<std::string_view> get(std::string_view name) const;
+  [[nodiscard]] std::vector<std::string_view> get_all(std::string_view name) const;
+  [[nodiscard]] bool contains(std::string_view name) const { return get(name).has_value(); }
+  /// True if a comma-separated field of that name lists `token` (case-insensitive):
+  /// has_token("Connection", "close").
+  [[nodiscard]] bool has_token(std::string_view name, std::string_view token) const;
+
+  [[nodiscard]] std::size_t size() const noexcept { return fields_.size(); }
+  [[nodiscard]] bool empty() const noexcept { return fields_.empty(); }
+  [[nodiscard]] auto begin() const noexcept { return fields_.begin(); }
+  [[nodiscard]] auto end() const noexcept { return fields_.end(); }
+  void clear() noexcept { fields_.clear(); }
+
+ private:
+  std::vector<field> fields_;
+};
+
+/// ASCII case-insensitive equality (header names, tokens).
+[[nodiscard]] bool iequals(std::string_view a, std::string_view b) noexcept;
+
+struct request {
+  std::string method = "GET";
+  std::string target = "/";  ///< origin-form: path and query
+  http::headers headers;
+  std::string body;
+  int version_minor = 1;  ///< HTTP/1.x
+};
+
+struct response {
+  int status = 0;
+  std::string reason;
+  http::headers headers;
+  std::string body;
+  int version_minor = 1;
+  /// The body's size on the wire (before decoding), counted even when the
+  /// body was not kept.
+  std::uint64_t wire_body_bytes = 0;
+
+  [[nodiscard]] bool ok() const noexcept { return status >= 200 && status < 300; }
+};
+
+/// The standard reason phrase for a status ("Not Found"), or "".
+[[nodiscard]] std::string_view reason_phrase(int status) noexcept;
+
+}  // namespace spindle::http

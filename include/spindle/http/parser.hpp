@@ -1,0 +1,71 @@
+#pragma once
+/// \file
+/// message_parser: incremental HTTP/1.x parsing of requests or responses
+/// with llhttp, with limits on header and body size.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "spindle/http/errors.hpp"
+#include "spindle/http/message.hpp"
+
+namespace spindle::http {
+
+struct parse_limits {
+  /// Start line plus header fields, in bytes (431 / protocol_error beyond).
+  std::size_t max_header_bytes = 64 * 1024;
+  /// The body as received (before any decoding).
+  std::uint64_t max_body_bytes = 64ull * 1024 * 1024;
+  /// Keep the body (false: count its bytes only).
+  bool keep_body = true;
+};
+
+/// Parses one message at a time from a byte stream. After complete(),
+/// take the message, call reset() and feed the bytes feed() did not consume
+/// (pipelined requests, or a server's junk after a response).
+///
+/// **Thread safety:** one thread.
+class message_parser {
+ public:
+  enum class kind : std::uint8_t { request, response };
+  explicit message_parser(kind k, parse_limits limits = {});
+  ~message_parser();
+  message_parser(message_parser&&) noexcept;
+  message_parser& operator=(message_parser&&) noexcept;
+  message_parser(const message_parser&) = delete;
+  message_parser& operator=(const message_parser&) = delete;
+
+  /// For a response to HEAD (or a 1xx/204/304 the caller knows of): no body.
+  void set_no_body(bool no_body) noexcept;
+  /// Parses `data`; returns the bytes consumed (all of them unless a
+  /// message completed inside). Throws protocol_error with llhttp's reason
+  /// ("Invalid header value char", "Response overflow (content-length)", ...).
+  std::size_t feed(std::span<const char> data);
+  /// The peer closed the connection: completes a close-delimited body, or
+  /// throws protocol_error when the message was cut short.
+  void finish();
+  void reset();
+
+  [[nodiscard]] bool headers_complete() const noexcept;
+  [[nodiscard]] bool complete() const noexcept;
+  /// True when nothing of a message has been received yet.
+  [[nodiscard]] bool idle() const noexcept;
+  /// The connection may carry another message after this one.
+  [[nodiscard]] bool keep_alive() const noexcept;
+  /// The body runs until the connection closes (no length, not chunked).
+  [[nodiscard]] bool close_delimited() const noexcept;
+
+  /// The parsed message (valid once headers_complete(); the body once complete()).
+  [[nodiscard]] request& request_message() noexcept;
+  [[nodiscard]] response& response_message() noexcept;
+
+  struct state;
+
+ private:
+  std::unique_ptr<state> s_;
+};
+
+}  // namespace spindle::http

@@ -1,0 +1,140 @@
+#include "spindle/http/url.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+#include "spindle/net/address.hpp"
+
+namespace spindle::http {
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+[[noreturn]] void invalid(std::string_view text, const std::string& why) {
+  std::string shown(text.substr(0, 200));
+  throw invalid_url_error("invalid URL '" + shown + "': " + why);
+}
+
+bool host_char_ok(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  return std::isalnum(u) != 0 || c == '-' || c == '.' || c == '_' || c == '~' || c == '%' || c == '!' ||
+         c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' || c == '+' || c == ',' ||
+         c == ';' || c == '=';
+}
+
+}  // namespace
+
+url url::parse(std::string_view text) {
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f) invalid(text, "contains a space or control character");
+  }
+  const auto colon = text.find(':');
+  if (colon == std::string_view::npos || colon == 0)
+    invalid(text, "no scheme (expected http:// or https://)");
+  url u;
+  u.scheme = lower(text.substr(0, colon));
+  if (u.scheme != "http" && u.scheme != "https") invalid(text, "unsupported scheme '" + u.scheme + "'");
+  std::string_view rest = text.substr(colon + 1);
+  if (!rest.starts_with("//")) invalid(text, "expected '//' after '" + u.scheme + ":'");
+  rest.remove_prefix(2);
+  const auto authority_end = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, authority_end);
+  std::string_view after =
+      authority_end == std::string_view::npos ? std::string_view{} : rest.substr(authority_end);
+  if (auto at = authority.rfind('@'); at != std::string_view::npos) {
+    u.userinfo = std::string(authority.substr(0, at));
+    authority.remove_prefix(at + 1);
+  }
+  std::string_view host = authority;
+  std::string_view port;
+  if (authority.starts_with('[')) {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) invalid(text, "unterminated IPv6 literal");
+    host = authority.substr(1, close - 1);
+    std::string_view tail = authority.substr(close + 1);
+    if (!tail.empty()) {
+      if (tail.front() != ':') invalid(text, "junk after the IPv6 literal");
+      port = tail.substr(1);
+    }
+    if (!net::socket_address::parse(host, 0) || !net::socket_address::parse(host, 0)->is_v6())
+      invalid(text, "bad IPv6 literal");
+  } else if (auto c = authority.rfind(':'); c != std::string_view::npos) {
+    host = authority.substr(0, c);
+    port = authority.substr(c + 1);
+  }
+  if (host.empty()) invalid(text, "empty host");
+  if (!authority.starts_with('[')) {
+    for (char c : host) {
+      if (!host_char_ok(c)) invalid(text, std::string("bad character '") + c + "' in host");
+    }
+  }
+  u.host = lower(host);
+  if (port.empty()) {
+    u.port = u.is_https() ? 443 : 80;
+  } else {
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (ec != std::errc{} || end != port.data() + port.size() || value == 0 || value > 65535)
+      invalid(text, "bad port '" + std::string(port) + "'");
+    u.port = static_cast<std::uint16_t>(value);
+  }
+  if (auto hash = after.find('#'); hash != std::string_view::npos) after = after.substr(0, hash);
+  if (after.empty() || after.front() == '?') {
+    u.target = '/';  // (not "/" + ...: g++ 12 -Wrestrict false positive)
+    u.target += after;
+  } else {
+    u.target = std::string(after);
+  }
+  return u;
+}
+
+std::string url::host_header() const {
+  std::string h;  // (appends: g++ 12 -Wrestrict false positive on "[" + host)
+  const bool v6 = host.find(':') != std::string::npos;
+  if (v6) h += '[';
+  h += host;
+  if (v6) h += ']';
+  if (!default_port()) {
+    h += ':';
+    h += std::to_string(port);
+  }
+  return h;
+}
+
+std::string url::origin() const {
+  std::string o = scheme;
+  o += "://";
+  o += host_header();
+  return o;
+}
+
+std::string url::to_string() const { return origin() + target; }
+
+url url::resolve(std::string_view location) const {
+  if (location.find("://") != std::string_view::npos) return parse(location);
+  if (location.starts_with("//")) return parse(scheme + ":" + std::string(location));
+  url u = *this;
+  if (location.starts_with('/')) {
+    u.target = std::string(location);
+  } else {
+    std::string base = target.substr(0, target.find('?'));
+    base = base.substr(0, base.rfind('/') + 1);
+    u.target = base + std::string(location);
+  }
+  if (auto hash = u.target.find('#'); hash != std::string::npos) u.target.resize(hash);
+  for (char c : u.target) {
+    const auto uc = static_cast<unsigned char>(c);
+    if (uc <= 0x20 || uc == 0x7f) invalid(location, "contains a space or control character");
+  }
+  return u;
+}
+
+}  // namespace spindle::http
