@@ -1,0 +1,119 @@
+#pragma once
+/// \file
+/// http::client: HTTP/1.1 requests over a keep-alive connection pool per
+/// origin, with typed errors, timeouts as deadlines, redirects (opt-in),
+/// gzip/deflate decoding and a retry preset.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "spindle/error.hpp"
+#include "spindle/event_loop.hpp"
+#include "spindle/http/errors.hpp"
+#include "spindle/http/message.hpp"
+#include "spindle/net/dns.hpp"
+#include "spindle/retry.hpp"
+#include "spindle/task.hpp"
+
+namespace spindle::http {
+
+/// A response whose status the caller asked to treat as a failure
+/// (request_options::throw_on_status). 429 and 503 carry Retry-After.
+class http_status_error : public error {
+ public:
+  http_status_error(int status, std::string message, std::optional<duration> retry_after)
+      : error(std::move(message)), status_(status), retry_after_(retry_after) {}
+  [[nodiscard]] const char* kind() const noexcept override { return "http_status"; }
+  [[nodiscard]] int status() const noexcept { return status_; }
+  [[nodiscard]] std::optional<duration> retry_after() const noexcept { return retry_after_; }
+
+ private:
+  int status_;
+  std::optional<duration> retry_after_;
+};
+
+/// Retry-After as a delay: delta-seconds or an HTTP date (nullopt if absent or unreadable).
+[[nodiscard]] std::optional<duration> parse_retry_after(std::string_view value);
+
+struct client_options {
+  std::size_t max_connections_per_origin = 8;
+  std::size_t max_connections_total = 256;
+  /// Idle pooled connections older than this are closed instead of reused.
+  duration idle_timeout = std::chrono::seconds(30);
+  duration connect_timeout = std::chrono::seconds(10);  ///< DNS + TCP + TLS
+  duration header_timeout = std::chrono::seconds(30);   ///< request sent → headers received
+  duration request_timeout = std::chrono::seconds(60);  ///< the whole request, redirects included; zero: none
+  std::uint64_t max_response_bytes = 64ull * 1024 * 1024;  ///< wire and decoded
+  std::size_t max_header_bytes = 64 * 1024;
+  bool decompress = true;  ///< Accept-Encoding: gzip, deflate, and decode
+  int max_redirects = 0;   ///< opt-in
+  bool verify_tls = true;
+  std::string ca_file{};  ///< pinned CAs; empty: the system store
+  net::resolver_options dns{};
+  std::string user_agent = "spindle/0.1";
+};
+
+/// Per-request overrides. Trivially copyable on purpose (see DEVELOPERS.md:
+/// pass it as a temporary inside co_await safely).
+struct request_options {
+  duration timeout = duration::zero();   ///< zero: client_options::request_timeout
+  int max_redirects = -1;                ///< -1: client_options::max_redirects
+  bool throw_on_status = false;          ///< non-2xx → http_status_error
+  bool keep_body = true;                 ///< false: count the body's bytes only
+  std::uint64_t max_response_bytes = 0;  ///< zero: client_options::max_response_bytes
+};
+
+struct client_statistics {
+  std::uint64_t open = 0;      ///< connections open now
+  std::uint64_t idle = 0;      ///< of those, idle in the pool
+  std::uint64_t in_use = 0;    ///< of those, carrying a request
+  std::uint64_t created = 0;   ///< connections made
+  std::uint64_t reused = 0;    ///< requests sent on a pooled connection
+  std::uint64_t failed = 0;    ///< connections closed because of an error
+  std::uint64_t requests = 0;  ///< responses received
+};
+
+/// **Thread safety:** use on the thread of the loop it was made on.
+/// **Cancellation:** send() is a cancellation point; a cancelled request's
+/// connection is closed, never reused.
+class client {
+ public:
+  /// On the loop's thread (it owns a resolver on that loop).
+  client();
+  explicit client(client_options opts);
+  ~client();
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  /// Sends a request and reads the whole response. Throws invalid_url_error,
+  /// dns_error, connect_error, tls_error, timeout_error, protocol_error, and
+  /// http_status_error when asked to.
+  task<response> send(std::string method, std::string url, headers h = {}, std::string body = {},
+                      request_options opts = {});
+  task<response> get(std::string url, request_options opts = {}) {
+    return send("GET", std::move(url), {}, {}, opts);
+  }
+
+  [[nodiscard]] client_statistics statistics() const noexcept;
+  /// Closes every idle pooled connection.
+  void close_idle() noexcept;
+
+  struct impl;
+
+ private:
+  std::unique_ptr<impl> impl_;
+};
+
+/// A retry policy for HTTP: connect, DNS-less transport failures, timeouts,
+/// 5xx and 429 (honouring Retry-After) are retried — only for idempotent
+/// methods (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) unless `allow_unsafe`.
+[[nodiscard]] retry_policy http_retry_policy(std::string_view method, unsigned max_attempts = 3,
+                                             duration base_delay = std::chrono::milliseconds(100),
+                                             bool allow_unsafe = false);
+
+}  // namespace spindle::http

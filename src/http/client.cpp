@@ -1,0 +1,417 @@
+// http::client: a keep-alive pool per origin over spindle::net.
+
+#include "spindle/http/client.hpp"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <charconv>
+#include <ctime>
+#include <deque>
+#include <list>
+
+#include "spindle/cancel_scope.hpp"
+#include "spindle/event.hpp"
+#include "spindle/http/connection.hpp"
+#include "spindle/http/url.hpp"
+#include "spindle/net/tcp.hpp"
+#include "spindle/net/tls.hpp"
+
+namespace spindle::http {
+
+std::optional<duration> parse_retry_after(std::string_view v) {
+  while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+  while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
+  if (v.empty()) return std::nullopt;
+  long seconds = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+  if (ec == std::errc{} && end == v.data() + v.size()) {
+    if (seconds < 0) return std::nullopt;
+    return std::chrono::duration_cast<duration>(std::chrono::seconds(seconds));
+  }
+  // An HTTP date: "Sun, 06 Nov 1994 08:49:37 GMT".
+  std::tm tm{};
+  std::string text(v);
+  if (::strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm) == nullptr) return std::nullopt;
+  const std::time_t when = ::timegm(&tm);
+  const std::time_t now = std::time(nullptr);
+  return std::chrono::duration_cast<duration>(std::chrono::seconds(std::max<std::time_t>(0, when - now)));
+}
+
+namespace {
+
+// One pooled connection.
+struct connection {
+  stream io;
+  message_reader reader{message_parser::kind::response};
+  std::string origin;
+  time_point idle_since{};
+  std::uint64_t requests = 0;
+};
+
+struct origin_pool {
+  std::deque<std::unique_ptr<connection>> idle;  // most recently used at the back
+  std::size_t open = 0;
+};
+
+bool idempotent(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" ||
+         method == "OPTIONS" || method == "TRACE";
+}
+
+std::string millis(duration d) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
+}
+
+// gzip, zlib or raw deflate, bounded (zip bombs).
+std::string inflate_body(const std::string& in, bool gzip, std::uint64_t limit) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    z_stream z{};
+    // gzip: 15+16; deflate: zlib-wrapped (15), and raw (-15) as a fallback
+    // for servers that send it unwrapped.
+    const int bits = gzip ? 15 + 16 : attempt == 0 ? 15 : -15;
+    if (inflateInit2(&z, bits) != Z_OK) throw protocol_error("zlib: inflateInit2 failed");
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    z.avail_in = static_cast<uInt>(in.size());
+    std::string out;
+    char buf[32 * 1024];
+    int r = Z_OK;
+    while (r == Z_OK) {
+      z.next_out = reinterpret_cast<Bytef*>(buf);
+      z.avail_out = sizeof buf;
+      r = inflate(&z, Z_NO_FLUSH);
+      out.append(buf, sizeof buf - z.avail_out);
+      if (out.size() > limit) {
+        inflateEnd(&z);
+        throw protocol_error("decoded body exceeds " + std::to_string(limit) + " bytes");
+      }
+      if (r == Z_BUF_ERROR && z.avail_in == 0) break;
+    }
+    inflateEnd(&z);
+    if (r == Z_STREAM_END) return out;
+    if (!gzip && attempt == 0 && r == Z_DATA_ERROR) continue;  // try raw deflate
+    throw protocol_error(std::string("bad ") + (gzip ? "gzip" : "deflate") + " body: " +
+                         (r == Z_BUF_ERROR   ? "truncated"
+                          : z.msg != nullptr ? z.msg
+                                             : "corrupt"));
+  }
+  throw protocol_error("bad deflate body");
+}
+
+}  // namespace
+
+struct client::impl {
+  client_options opts;
+  event_loop* loop;
+  net::resolver dns;
+  std::optional<net::tls_context> tls;  // made on first https request
+  std::map<std::string, origin_pool> pools;
+  std::size_t total_open = 0;
+  event changed{"http pool"};  // a connection went idle or closed
+  client_statistics stats;
+
+  explicit impl(client_options o) : opts(std::move(o)), loop(event_loop::current()), dns(*loop, opts.dns) {}
+
+  net::tls_context& tls_ctx() {
+    if (!tls) {
+      net::tls_client_options t;
+      t.verify = opts.verify_tls;
+      t.ca_file = opts.ca_file;
+      tls = net::tls_context::client(t);
+    }
+    return *tls;
+  }
+
+  void closed(origin_pool& p) {
+    --p.open;
+    --total_open;
+    changed.set();
+  }
+
+  // An idle connection for `origin`, if a live one is pooled.
+  std::unique_ptr<connection> take_idle(origin_pool& p) {
+    while (!p.idle.empty()) {
+      std::unique_ptr<connection> c = std::move(p.idle.back());
+      p.idle.pop_back();
+      if (c->io.stale() || loop->now() - c->idle_since > opts.idle_timeout) {
+        c->io.close();
+        closed(p);
+        continue;
+      }
+      return c;
+    }
+    return nullptr;
+  }
+
+  // Makes room under max_connections_total by closing the oldest idle connection elsewhere.
+  bool evict_one_idle() {
+    origin_pool* oldest = nullptr;
+    for (auto& [key, p] : pools) {
+      if (p.idle.empty()) continue;
+      if (oldest == nullptr || p.idle.front()->idle_since < oldest->idle.front()->idle_since) oldest = &p;
+    }
+    if (oldest == nullptr) return false;
+    oldest->idle.front()->io.close();
+    oldest->idle.pop_front();
+    closed(*oldest);
+    return true;
+  }
+
+  task<std::unique_ptr<connection>> connect_new(const url& u) {
+    const std::string host = u.host;
+    net::tcp_stream tcp = co_await net::connect(dns, host, u.port, {.timeout = opts.connect_timeout});
+    auto c = std::make_unique<connection>();
+    if (u.is_https()) {
+      net::tls_context ctx = tls_ctx();
+      auto secured =
+          co_await move_on_after(opts.connect_timeout, net::tls_stream::connect(std::move(tcp), ctx, host));
+      if (!secured)
+        throw timeout_error("TLS handshake with " + host + " timed out after " +
+                            millis(opts.connect_timeout));
+      c->io = stream(std::move(*secured));
+    } else {
+      c->io = stream(std::move(tcp));
+    }
+    co_return c;
+  }
+
+  // A connection for `u`: a pooled one, or a new one when the limits allow;
+  // otherwise waits until one is returned or closed.
+  task<std::unique_ptr<connection>> acquire(const url& u, bool& reused) {
+    const std::string key = u.origin();
+    for (;;) {
+      origin_pool& p = pools[key];
+      if (auto c = take_idle(p)) {
+        reused = true;
+        co_return c;
+      }
+      if (p.open < opts.max_connections_per_origin &&
+          (total_open < opts.max_connections_total || evict_one_idle())) {
+        ++p.open;
+        ++total_open;
+        std::unique_ptr<connection> c;
+        std::exception_ptr failure;
+        try {
+          c = co_await connect_new(u);
+        } catch (...) {
+          failure = std::current_exception();
+        }
+        if (failure) {
+          closed(pools[key]);
+          std::rethrow_exception(failure);
+        }
+        c->origin = key;
+        ++stats.created;
+        reused = false;
+        co_return c;
+      }
+      changed.clear();
+      co_await changed.wait();
+    }
+  }
+
+  void release(std::unique_ptr<connection> c, bool reusable) {
+    origin_pool& p = pools[c->origin];
+    if (reusable && c->io.is_open()) {
+      c->idle_since = loop->now();
+      c->reader.next();
+      p.idle.push_back(std::move(c));
+      changed.set();
+      return;
+    }
+    c->io.close();
+    closed(p);
+  }
+
+  // One request on one connection (no redirects).
+  task<response> exchange(const url& u, const request& req, const request_options& ro, time_point deadline) {
+    bool reused = false;
+    std::unique_ptr<connection> c = co_await acquire(u, reused);
+    if (reused) ++stats.reused;
+    const std::uint64_t limit = ro.max_response_bytes != 0 ? ro.max_response_bytes : opts.max_response_bytes;
+    c->reader = message_reader(
+        message_parser::kind::response,
+        {.max_header_bytes = opts.max_header_bytes, .max_body_bytes = limit, .keep_body = ro.keep_body});
+    c->reader.parser().set_no_body(req.method == "HEAD");
+    std::exception_ptr failure;
+    bool got_any = false;
+    response resp;
+    try {
+      co_await c->io.write_all(serialize(req, u.host_header()));
+      const time_point header_deadline = std::min(deadline, loop->now() + opts.header_timeout);
+      if (!co_await c->reader.wait_for_data(c->io, header_deadline)) {
+        if (loop->now() >= header_deadline) throw timeout_error("waiting for the response headers timed out");
+        throw end_of_stream("the server closed the connection before responding");
+      }
+      got_any = true;
+      co_await c->reader.read_headers(c->io, header_deadline, "reading the response headers");
+      co_await c->reader.read_message(c->io, deadline, "reading the response body");
+      resp = std::move(c->reader.parser().response_message());
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    if (failure) {
+      ++stats.failed;
+      release(std::move(c), false);
+      // A pooled connection the server had already closed: one retry on a
+      // fresh connection, for requests that are safe to repeat.
+      bool stale_reuse = false;
+      if (reused && !got_any && idempotent(req.method)) {
+        try {
+          std::rethrow_exception(failure);
+        } catch (const net::connection_error&) {
+          stale_reuse = true;
+        } catch (...) {
+        }
+      }
+      if (!stale_reuse) std::rethrow_exception(failure);
+      co_return co_await exchange_fresh(u, req, ro, deadline);
+    }
+    ++stats.requests;
+    const bool reusable = c->reader.parser().keep_alive() && !c->reader.has_leftover() &&
+                          !c->reader.parser().close_delimited() && resp.status != 101;
+    release(std::move(c), reusable);
+    co_return resp;
+  }
+
+  task<response> exchange_fresh(const url& u, const request& req, const request_options& ro,
+                                time_point deadline) {
+    // Drop the origin's idle connections: if one was stale, they all may be.
+    origin_pool& p = pools[u.origin()];
+    while (!p.idle.empty()) {
+      p.idle.back()->io.close();
+      p.idle.pop_back();
+      closed(p);
+    }
+    co_return co_await exchange(u, req, ro, deadline);
+  }
+
+  task<response> run(std::string method, std::string target_url, headers h, std::string body,
+                     request_options ro) {
+    url u = url::parse(target_url);
+    const duration total = ro.timeout != duration::zero() ? ro.timeout : opts.request_timeout;
+    const time_point deadline = total > duration::zero() ? loop->now() + total : time_point::max();
+    const int max_redirects = ro.max_redirects >= 0 ? ro.max_redirects : opts.max_redirects;
+    request req;
+    req.method = std::move(method);
+    req.headers = std::move(h);
+    req.body = std::move(body);
+    if (!req.headers.contains("User-Agent")) req.headers.add("User-Agent", opts.user_agent);
+    if (opts.decompress && !req.headers.contains("Accept-Encoding"))
+      req.headers.add("Accept-Encoding", "gzip, deflate");
+    for (int hop = 0;; ++hop) {
+      req.target = u.target;
+      req.headers.set("Host", u.host_header());
+      std::optional<response> got;
+      if (deadline == time_point::max()) {
+        got.emplace(co_await exchange(u, req, ro, deadline));
+      } else {
+        got = co_await move_on_at(deadline, exchange(u, req, ro, deadline));
+        if (!got) throw timeout_error("request to " + u.to_string() + " timed out after " + millis(total));
+      }
+      response resp = std::move(*got);
+      const bool redirect = resp.status == 301 || resp.status == 302 || resp.status == 303 ||
+                            resp.status == 307 || resp.status == 308;
+      auto location = resp.headers.get("Location");
+      if (redirect && location && hop < max_redirects) {
+        u = u.resolve(*location);
+        if (resp.status == 303 || ((resp.status == 301 || resp.status == 302) && req.method == "POST")) {
+          req.method = "GET";
+          req.body.clear();
+          req.headers.remove("Content-Length");
+          req.headers.remove("Content-Type");
+        }
+        continue;
+      }
+      if (redirect && location && max_redirects > 0 && hop >= max_redirects)
+        throw protocol_error("too many redirects (more than " + std::to_string(max_redirects) + ")");
+      if (opts.decompress && ro.keep_body) {
+        if (auto enc = resp.headers.get("Content-Encoding")) {
+          const std::uint64_t limit =
+              ro.max_response_bytes != 0 ? ro.max_response_bytes : opts.max_response_bytes;
+          if (iequals(*enc, "gzip") || iequals(*enc, "x-gzip")) {
+            resp.body = inflate_body(resp.body, true, limit);
+            resp.headers.remove("Content-Encoding");
+          } else if (iequals(*enc, "deflate")) {
+            resp.body = inflate_body(resp.body, false, limit);
+            resp.headers.remove("Content-Encoding");
+          }
+        }
+      }
+      if (ro.throw_on_status && !resp.ok()) {
+        std::optional<duration> retry_after;
+        if (auto ra = resp.headers.get("Retry-After")) retry_after = parse_retry_after(*ra);
+        throw http_status_error(resp.status, "HTTP " + std::to_string(resp.status) + " from " + u.to_string(),
+                                retry_after);
+      }
+      co_return resp;
+    }
+  }
+};
+
+client::client() : client(client_options{}) {}
+
+client::client(client_options opts) {
+  if (event_loop::current() == nullptr)
+    throw usage_error("http::client needs a running event_loop on this thread");
+  impl_ = std::make_unique<impl>(std::move(opts));
+}
+
+client::~client() {
+  if (impl_) close_idle();
+}
+
+task<response> client::send(std::string method, std::string url, headers h, std::string body,
+                            request_options opts) {
+  co_return co_await impl_->run(std::move(method), std::move(url), std::move(h), std::move(body), opts);
+}
+
+client_statistics client::statistics() const noexcept {
+  client_statistics s = impl_->stats;
+  s.open = impl_->total_open;
+  s.idle = 0;
+  for (const auto& [key, p] : impl_->pools) s.idle += p.idle.size();
+  s.in_use = s.open - s.idle;
+  return s;
+}
+
+void client::close_idle() noexcept {
+  for (auto& [key, p] : impl_->pools) {
+    while (!p.idle.empty()) {
+      p.idle.back()->io.close();
+      p.idle.pop_back();
+      impl_->closed(p);
+    }
+  }
+}
+
+retry_policy http_retry_policy(std::string_view method, unsigned max_attempts, duration base_delay,
+                               bool allow_unsafe) {
+  retry_policy p;
+  p.max_attempts = (allow_unsafe || idempotent(method)) ? max_attempts : 1;
+  p.base_delay = base_delay;
+  p.retryable = [](const std::exception_ptr& e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const http_status_error& s) {
+      return s.status() == 429 || s.status() >= 500;
+    } catch (const error& x) {
+      const std::string_view k = x.kind();
+      return k == "connect" || k == "timeout";
+    } catch (...) {
+    }
+    return false;
+  };
+  p.retry_after = [](const std::exception_ptr& e) -> std::optional<duration> {
+    try {
+      std::rethrow_exception(e);
+    } catch (const http_status_error& s) {
+      return s.retry_after();
+    } catch (...) {
+    }
+    return std::nullopt;
+  };
+  return p;
+}
+
+}  // namespace spindle::http

@@ -1,0 +1,181 @@
+#include "spindle/http/connection.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "spindle/cancel_scope.hpp"
+#include "spindle/event_loop.hpp"
+
+namespace spindle::http {
+
+// ---- stream -------------------------------------------------------------------
+
+task<std::size_t> stream::read_some(std::span<char> buffer) {
+  if (auto* t = std::get_if<net::tcp_stream>(&s_)) co_return co_await t->read_some(buffer);
+  if (auto* t = std::get_if<net::tls_stream>(&s_)) co_return co_await t->read_some(buffer);
+  throw net::connection_error("read on a closed connection");
+}
+
+task<void> stream::write_all(std::string_view data) {
+  if (auto* t = std::get_if<net::tcp_stream>(&s_)) {
+    co_await t->write_all(data);
+  } else if (auto* l = std::get_if<net::tls_stream>(&s_)) {
+    co_await l->write_all(data);
+  } else {
+    throw net::connection_error("write on a closed connection");
+  }
+}
+
+void stream::close() noexcept {
+  if (auto* t = std::get_if<net::tcp_stream>(&s_)) t->close();
+  if (auto* l = std::get_if<net::tls_stream>(&s_)) l->close();
+  s_ = std::monostate{};
+}
+
+void stream::reset() noexcept {
+  if (auto* t = std::get_if<net::tcp_stream>(&s_)) t->reset();
+  if (auto* l = std::get_if<net::tls_stream>(&s_)) l->transport().reset();
+  close();
+}
+
+bool stream::is_open() const noexcept {
+  if (auto* t = std::get_if<net::tcp_stream>(&s_)) return t->is_open();
+  if (auto* l = std::get_if<net::tls_stream>(&s_)) return l->is_open();
+  return false;
+}
+
+const net::tcp_stream* stream::tcp() const noexcept {
+  if (auto* t = std::get_if<net::tcp_stream>(&s_)) return t;
+  if (auto* l = std::get_if<net::tls_stream>(&s_)) return &const_cast<net::tls_stream*>(l)->transport();
+  return nullptr;
+}
+
+bool stream::stale() const noexcept {
+  const net::tcp_stream* t = tcp();
+  if (t == nullptr || !t->is_open()) return true;
+  char byte;
+  const ssize_t n = ::recv(t->native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;                                              // the peer closed
+  if (n > 0) return true;                                               // unsolicited bytes (or a TLS alert)
+  return !(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);  // an error is pending
+}
+
+net::socket_address stream::peer_address() const {
+  const net::tcp_stream* t = tcp();
+  return t != nullptr ? t->peer_address() : net::socket_address{};
+}
+
+// ---- message_reader -----------------------------------------------------------
+
+task<void> message_reader::read_message(stream& s, time_point deadline, const char* phase) {
+  co_await read_until(s, deadline, phase, false);
+}
+
+task<bool> message_reader::wait_for_data(stream& s, time_point deadline) {
+  if (!pending_.empty()) co_return true;
+  char buf[16 * 1024];
+  std::size_t n = 0;
+  if (deadline == time_point::max()) {
+    n = co_await s.read_some(std::span<char>(buf));
+  } else {
+    auto got = co_await move_on_at(deadline, s.read_some(std::span<char>(buf)));
+    if (!got) co_return false;
+    n = *got;
+  }
+  if (n == 0) co_return false;
+  pending_.append(buf, n);
+  co_return true;
+}
+
+task<void> message_reader::read_headers(stream& s, time_point deadline, const char* phase) {
+  co_await read_until(s, deadline, phase, true);
+}
+
+task<void> message_reader::read_until(stream& s, time_point deadline, const char* phase, bool headers_only) {
+  auto done = [&] { return headers_only ? parser_.headers_complete() : parser_.complete(); };
+  if (!pending_.empty() && !parser_.complete()) {
+    const std::size_t used = parser_.feed(pending_);
+    pending_.erase(0, used);
+  }
+  char buf[16 * 1024];
+  while (!done()) {
+    std::size_t n = 0;
+    if (deadline == time_point::max()) {
+      n = co_await s.read_some(std::span<char>(buf));
+    } else {
+      auto got = co_await move_on_at(deadline, s.read_some(std::span<char>(buf)));
+      if (!got) {
+        throw timeout_error(std::string(phase) + " timed out" +
+                            (parser_.idle()               ? ""
+                             : parser_.headers_complete() ? " in the body"
+                                                          : " in the headers"));
+      }
+      n = *got;
+    }
+    if (n == 0) {
+      if (parser_.idle()) throw end_of_stream("the peer closed the connection");
+      parser_.finish();  // completes a close-delimited body, or throws protocol_error
+      co_return;
+    }
+    const std::size_t used = parser_.feed(std::span<const char>(buf, n));
+    if (used < n) pending_.append(buf + used, n - used);
+  }
+}
+
+// ---- serialisation ------------------------------------------------------------
+
+namespace {
+void append_headers(std::string& out, const headers& h, bool add_length, std::size_t length) {
+  for (const auto& [name, value] : h) {
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  if (add_length) {
+    out += "Content-Length: ";
+    out += std::to_string(length);
+    out += "\r\n";
+  }
+  out += "\r\n";
+}
+}  // namespace
+
+std::string serialize(const request& r, std::string_view host_header) {
+  std::string out;
+  out.reserve(256 + r.body.size());
+  out += r.method;
+  out += ' ';
+  out += r.target;
+  out += r.version_minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
+  if (!r.headers.contains("Host")) {
+    out += "Host: ";
+    out += host_header;
+    out += "\r\n";
+  }
+  const bool body_method = r.method == "POST" || r.method == "PUT" || r.method == "PATCH";
+  const bool add_length = (!r.body.empty() || body_method) && !r.headers.contains("Content-Length") &&
+                          !r.headers.contains("Transfer-Encoding");
+  append_headers(out, r.headers, add_length, r.body.size());
+  out += r.body;
+  return out;
+}
+
+std::string serialize(const response& r, bool head_request) {
+  std::string out;
+  out.reserve(128 + r.body.size());
+  out += r.version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  out += std::to_string(r.status);
+  out += ' ';
+  out += r.reason.empty() ? std::string(reason_phrase(r.status)) : r.reason;
+  out += "\r\n";
+  const bool no_body_status = r.status == 204 || r.status == 304 || (r.status >= 100 && r.status < 200);
+  const bool add_length =
+      !no_body_status && !r.headers.contains("Content-Length") && !r.headers.contains("Transfer-Encoding");
+  append_headers(out, r.headers, add_length, r.body.size());
+  if (!head_request && !no_body_status) out += r.body;
+  return out;
+}
+
+}  // namespace spindle::http
