@@ -74,6 +74,9 @@ task<void> server::accept_loop(net::tcp_listener& listener) {
 }
 
 void server::connection_ended(conn* c) noexcept {
+  // The task holds its conn and the conn holds the task's handle: let go of
+  // the handle so both can be freed when the task ends.
+  c->task.detach();
   conns_.erase(c->self);
   --stats_.connections_open;
   if (conns_.empty()) all_closed_.set();
