@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 WERROR := $(if $(CI),ON,OFF)
 CONFIGURE = cmake --preset $(1) -DSPINDLE_WERROR=$(WERROR) >/dev/null
 
-.PHONY: all deps build demo test asan tsan debug-test format format-check bench clean
+.PHONY: all deps build demo test asan asan-build tsan fuzz debug-test format format-check bench clean
 
 all: build
 
@@ -30,11 +30,25 @@ debug-test: deps
 	@cmake --build build/debug -j $(JOBS)
 	@ctest --preset debug
 
-asan: deps
+asan-build: deps
 	@scripts/install-deps.sh sanitize
 	@$(call CONFIGURE,asan)
 	@cmake --build build/asan -j $(JOBS)
+
+asan: asan-build
 	@ctest --preset asan
+
+# The libFuzzer targets (built by `make asan`), FUZZ_SECONDS each from the
+# seed corpus; new inputs go to a scratch directory, not the repository.
+FUZZ_SECONDS ?= 60
+fuzz: asan-build
+	@for f in response request; do \
+	  work=$$(mktemp -d); echo "== http_$${f}_fuzzer ($(FUZZ_SECONDS) s)"; \
+	  build/asan/tests/fuzz/http_$${f}_fuzzer -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 $$work tests/fuzz/corpus/$$f > $$work.log 2>&1 \
+	    || { tail -40 $$work.log; exit 1; }; \
+	  grep -E "^stat::number_of_executed_units|^stat::new_units_added" $$work.log; rm -rf $$work $$work.log; \
+	done
 
 tsan: deps
 	@scripts/install-deps.sh sanitize

@@ -2,8 +2,6 @@
 
 #include "spindle/http/client.hpp"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <charconv>
 #include <ctime>
@@ -61,41 +59,6 @@ bool idempotent(std::string_view method) {
 
 std::string millis(duration d) {
   return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
-}
-
-// gzip, zlib or raw deflate, bounded (zip bombs).
-std::string inflate_body(const std::string& in, bool gzip, std::uint64_t limit) {
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    z_stream z{};
-    // gzip: 15+16; deflate: zlib-wrapped (15), and raw (-15) as a fallback
-    // for servers that send it unwrapped.
-    const int bits = gzip ? 15 + 16 : attempt == 0 ? 15 : -15;
-    if (inflateInit2(&z, bits) != Z_OK) throw protocol_error("zlib: inflateInit2 failed");
-    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-    z.avail_in = static_cast<uInt>(in.size());
-    std::string out;
-    char buf[32 * 1024];
-    int r = Z_OK;
-    while (r == Z_OK) {
-      z.next_out = reinterpret_cast<Bytef*>(buf);
-      z.avail_out = sizeof buf;
-      r = inflate(&z, Z_NO_FLUSH);
-      out.append(buf, sizeof buf - z.avail_out);
-      if (out.size() > limit) {
-        inflateEnd(&z);
-        throw protocol_error("decoded body exceeds " + std::to_string(limit) + " bytes");
-      }
-      if (r == Z_BUF_ERROR && z.avail_in == 0) break;
-    }
-    inflateEnd(&z);
-    if (r == Z_STREAM_END) return out;
-    if (!gzip && attempt == 0 && r == Z_DATA_ERROR) continue;  // try raw deflate
-    throw protocol_error(std::string("bad ") + (gzip ? "gzip" : "deflate") + " body: " +
-                         (r == Z_BUF_ERROR   ? "truncated"
-                          : z.msg != nullptr ? z.msg
-                                             : "corrupt"));
-  }
-  throw protocol_error("bad deflate body");
 }
 
 }  // namespace
@@ -325,19 +288,8 @@ struct client::impl {
       }
       if (redirect && location && max_redirects > 0 && hop >= max_redirects)
         throw protocol_error("too many redirects (more than " + std::to_string(max_redirects) + ")");
-      if (opts.decompress && ro.keep_body) {
-        if (auto enc = resp.headers.get("Content-Encoding")) {
-          const std::uint64_t limit =
-              ro.max_response_bytes != 0 ? ro.max_response_bytes : opts.max_response_bytes;
-          if (iequals(*enc, "gzip") || iequals(*enc, "x-gzip")) {
-            resp.body = inflate_body(resp.body, true, limit);
-            resp.headers.remove("Content-Encoding");
-          } else if (iequals(*enc, "deflate")) {
-            resp.body = inflate_body(resp.body, false, limit);
-            resp.headers.remove("Content-Encoding");
-          }
-        }
-      }
+      if (opts.decompress && ro.keep_body)
+        decode_content(resp, ro.max_response_bytes != 0 ? ro.max_response_bytes : opts.max_response_bytes);
       if (ro.throw_on_status && !resp.ok()) {
         std::optional<duration> retry_after;
         if (auto ra = resp.headers.get("Retry-After")) retry_after = parse_retry_after(*ra);

@@ -90,6 +90,11 @@ struct message_parser::state {
       } else {
         s.resp.status = llhttp_get_status_code(p);
         s.resp.version_minor = llhttp_get_http_minor(p);
+        // llhttp 8 takes "HTTP/1.1 30" as status 30; RFC 9110 wants three digits.
+        if (s.resp.status < 100 || s.resp.status > 999) {
+          s.error = "invalid status code " + std::to_string(s.resp.status);
+          return -1;
+        }
       }
       return s.no_body ? 1 : 0;
     };

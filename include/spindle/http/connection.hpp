@@ -75,6 +75,11 @@ class message_reader {
 /// The peer closed the connection cleanly between messages.
 SPINDLE_DEFINE_ERROR(end_of_stream, "connect");
 
+/// Decodes a gzip or deflate (zlib or raw) Content-Encoding in place and
+/// removes the header; other encodings are left alone. Throws protocol_error
+/// for a corrupt or truncated body, or one that decodes past `max_bytes`.
+void decode_content(response& r, std::uint64_t max_bytes);
+
 /// "GET /path HTTP/1.1\r\nHost: ...\r\n...\r\n\r\nbody", with Content-Length
 /// when there is a body (or the method expects one).
 [[nodiscard]] std::string serialize(const request& r, std::string_view host_header);
