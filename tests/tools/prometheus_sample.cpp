@@ -3,6 +3,7 @@
 // `promtool check metrics` (CTest: prometheus.promtool).
 #include <cstdio>
 
+#include "spindle/http/metrics.hpp"
 #include "spindle/spindle.hpp"
 
 int main() {
@@ -29,6 +30,11 @@ int main() {
   e.add(p.statistics(), p.loop_name());
   e.add(files.statistics());
   e.add(odd.statistics());
+  spindle::http::client_statistics pool{
+      .open = 3, .idle = 2, .in_use = 1, .created = 9, .reused = 40, .failed = 1, .requests = 48};
+  spindle::http::add_metrics(e, pool, "backend");
+  spindle::http::server_statistics front{.connections_accepted = 5, .connections_open = 2, .requests = 50};
+  spindle::http::add_metrics(e, front, "front");
   std::fputs(e.str().c_str(), stdout);
   return 0;
 }

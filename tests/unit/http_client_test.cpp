@@ -8,6 +8,7 @@
 #include "spindle/event_loop.hpp"
 #include "spindle/gather.hpp"
 #include "spindle/http/client.hpp"
+#include "spindle/http/metrics.hpp"
 #include "spindle/http/server.hpp"
 #include "spindle/sleep.hpp"
 #include "support/test_support.hpp"
@@ -237,6 +238,24 @@ TEST(HttpServer, StopFinishesInFlightRequests) {
         " open=" + std::to_string(srv.statistics().connections_open);
   };
   EXPECT_EQ(loop.run(main()), "slept close open=0");
+}
+
+TEST(HttpClient, PoolAndServerStatisticsAsPrometheusText) {
+  const std::string text = with_server([](std::string base, server& srv) -> task<std::string> {
+    client c;
+    co_await c.get(base + "/hello");
+    co_await c.get(base + "/hello");
+    prometheus_exposition e;
+    add_metrics(e, c.statistics(), "api");
+    add_metrics(e, srv.statistics(), "front");
+    co_return e.str();
+  });
+  EXPECT_NE(text.find("spindle_http_client_connections_created_total{client=\"api\"} 1\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("spindle_http_client_requests_reused_total{client=\"api\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("spindle_http_client_connections_idle{client=\"api\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("spindle_http_server_requests_total{server=\"front\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE spindle_http_server_connections_open gauge\n"), std::string::npos);
 }
 
 TEST(HttpClient, RetryAfterParsesSecondsAndDates) {
