@@ -1,3 +1,4 @@
+#include <spindle/http/url.hpp>
 #include <spindle/spindle.hpp>
 
 #include <cstdio>
@@ -10,6 +11,8 @@ spindle::task<int> twice(int x) {
 int main() {
   spindle::event_loop loop;
   int v = loop.run(twice(21));
+  // spindle::http (and through it spindle::net, OpenSSL, c-ares, zlib, llhttp) links too.
+  const auto u = spindle::http::url::parse("https://example.com:8443/x");
   std::printf("consumer: %d\n", v);
-  return v == 42 ? 0 : 1;
+  return v == 42 && u.port == 8443 ? 0 : 1;
 }
