@@ -39,8 +39,8 @@ LATENCY_OPS = {
     "portal_roundtrip_block_on",
     "portal_call_sync",
 }
-PEERS = ["asyncio", "uvloop", "tokio"]
-RATIO_PEERS = ["asyncio", "tokio"]
+PEERS = ["asyncio", "uvloop", "tokio", "nginx"]  # columns appear only for impls with data
+RATIO_PEERS = ["asyncio", "tokio", "nginx"]
 
 _AGG_SUFFIX = re.compile(r"_(mean|median|stddev|cv)$")
 _TIME_UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
@@ -200,15 +200,18 @@ def render(data):
     if not ops:
         return "(no data)\n"
     out = []
-    hdr = ["op", "spindle"] + PEERS + [f"{p}/spindle" for p in RATIO_PEERS]
+    present = {impl for (impl, _) in data.ns}
+    peers = [p for p in PEERS if p in present or p in ("asyncio", "uvloop", "tokio")]
+    ratio_peers = [p for p in RATIO_PEERS if p in peers]
+    hdr = ["op", "spindle"] + peers + [f"{p}/spindle" for p in ratio_peers]
     out.append("| " + " | ".join(hdr) + " |")
     out.append("|" + "|".join(["---"] + ["---:"] * (len(hdr) - 1)) + "|")
     for op in ops:
         sp = data.median(data.ns, "spindle", op)
         cell_sp = fmt_ns(sp) + (" †" if ("spindle", op) in data.fallback else "")
         row = [op, cell_sp]
-        row += [fmt_ns(data.median(data.ns, p, op)) for p in PEERS]
-        row += [fmt_ratio(data.median(data.ns, p, op), sp) for p in RATIO_PEERS]
+        row += [fmt_ns(data.median(data.ns, p, op)) for p in peers]
+        row += [fmt_ratio(data.median(data.ns, p, op), sp) for p in ratio_peers]
         out.append("| " + " | ".join(row) + " |")
     out.append("")
     out.append("Times are median ns per op (threadsafe_roundtrip: median p50 latency). "

@@ -72,3 +72,6 @@ $py bench/compare.py "$out/spindle_blocking.json" "$out"/*_blocking.jsonl | tee 
 
 # The portal and the watchdog (issue #5), pinned.
 bench/run_portal.sh "$repeats"
+
+# HTTP client and server (issue #6): each server pinned to CPU 0, wrk / the clients to CPU 1.
+bench/run_http.sh "$repeats"

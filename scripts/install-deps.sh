@@ -10,7 +10,7 @@ set -euo pipefail
 declare -A groups=(
   [build]="cmake ninja-build g++ make googletest libbenchmark-dev ccache mold prometheus node-llhttp libc-ares-dev libssl-dev zlib1g-dev openssl"
   [sanitize]="clang-16 libclang-rt-16-dev"
-  [bench]="libbenchmark-dev python3 python3-uvloop librust-tokio-dev cargo wrk hyperfine util-linux"
+  [bench]="libbenchmark-dev python3 python3-uvloop python3-aiohttp librust-tokio-dev librust-hyper-dev cargo wrk hyperfine util-linux nginx-light"
   [format]="clang-format-14"
 )
 
