@@ -9,13 +9,7 @@
 # glibc malloc: M_TRIM_THRESHOLD and M_MMAP_THRESHOLD are raised so that
 # memory freed between rounds is not returned to the kernel and faulted in
 # again (the same settings for every peer, via GLIBC_TUNABLES).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-repeats=${1:-5}
-out=build/bench
-mkdir -p "$out"
-export GLIBC_TUNABLES=glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=1073741824
-py=/usr/bin/python3
+. "$(dirname "$0")/common.sh" "$@"
 single=spawn_await,await_chain,timer_fire
 threaded=threadsafe_throughput,threadsafe_roundtrip
 

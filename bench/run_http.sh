@@ -15,13 +15,7 @@
 #   (impl "wrk": only in the notes, compare.py has no column for it).
 # Without cargo/hyper the spindle server is the client benchmark's target
 # (said in the notes). Output: build/bench/http.md (bench/compare.py).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-repeats=${1:-5}
-out=build/bench
-mkdir -p "$out"
-export GLIBC_TUNABLES=glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=1073741824
-py=/usr/bin/python3
+. "$(dirname "$0")/common.sh" "$@"
 requests=20000
 concurrency=64
 wrk_seconds=5

@@ -7,13 +7,7 @@
 # flips between two modes (a cross-CPU wake-up of the sleeping loop costs
 # ~60 µs; on one CPU a hand-off costs ~2 µs) for every runtime alike, so
 # unpinned ratios measure the scheduler, not the runtimes.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-repeats=${1:-5}
-out=build/bench
-mkdir -p "$out"
-export GLIBC_TUNABLES=glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=1073741824
-py=/usr/bin/python3
+. "$(dirname "$0")/common.sh" "$@"
 ops=portal_roundtrip,portal_throughput_1,portal_throughput_4,portal_throughput_16
 
 [ -x build/release/bench/portal_bench ] || { echo "build first: make build" >&2; exit 1; }
