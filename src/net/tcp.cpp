@@ -35,6 +35,15 @@ void set_int_option(int fd, int level, int name, int value, const char* what) {
   if (::setsockopt(fd, level, name, &value, sizeof value) != 0) throw system_error(what, errno);
 }
 
+// The local or peer address of a socket (getsockname / getpeername); empty
+// when closed or on error.
+socket_address socket_name(int fd, int (*query)(int, sockaddr*, socklen_t*)) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (fd < 0 || query(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
+  return socket_address::from(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
 // Closes a descriptor on scope exit unless released (connect and bind paths).
 struct fd_guard {
   int fd;
@@ -141,19 +150,9 @@ void tcp_stream::set_keepalive(bool on, std::chrono::seconds idle, std::chrono::
   set_int_option(fd_, IPPROTO_TCP, TCP_KEEPCNT, count, "setsockopt(TCP_KEEPCNT)");
 }
 
-socket_address tcp_stream::local_address() const {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (fd_ < 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
-  return socket_address::from(reinterpret_cast<sockaddr*>(&ss), len);
-}
+socket_address tcp_stream::local_address() const { return socket_name(fd_, ::getsockname); }
 
-socket_address tcp_stream::peer_address() const {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (fd_ < 0 || ::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
-  return socket_address::from(reinterpret_cast<sockaddr*>(&ss), len);
-}
+socket_address tcp_stream::peer_address() const { return socket_name(fd_, ::getpeername); }
 
 // ---- connect ----------------------------------------------------------------
 
@@ -314,12 +313,7 @@ void tcp_listener::close() noexcept {
   if (fd_ >= 0) ::close(std::exchange(fd_, -1));
 }
 
-socket_address tcp_listener::local_address() const {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (fd_ < 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
-  return socket_address::from(reinterpret_cast<sockaddr*>(&ss), len);
-}
+socket_address tcp_listener::local_address() const { return socket_name(fd_, ::getsockname); }
 
 task<tcp_stream> tcp_listener::accept() {
   for (;;) {
