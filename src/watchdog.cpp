@@ -139,7 +139,7 @@ void stall_monitor::tick() {
     const std::int64_t now_ns = now().time_since_epoch().count();
     for (detail::watch_slot* slot : slots_) {
       const std::uint64_t s = slot->seq.load(std::memory_order_acquire);
-      const bool busy = (s & (detail::watch_slot::idle_bit | detail::watch_slot::writing_bit)) == 0;
+      const bool busy = (s & detail::watch_slot::idle_bit) == 0;
       if (s != slot->last_seq || !busy) {
         if (slot->reported && slot->acked_seq.load(std::memory_order_acquire) != slot->last_seq) {
           stall_report end = slot->last_report;

@@ -60,10 +60,9 @@ namespace detail {
 /// What a loop publishes for its monitor (written on the loop thread,
 /// sampled by the monitor; see src/watchdog.cpp for the protocol).
 struct watch_slot {
-  static constexpr std::uint64_t idle_bit = 1;     // between batches: nothing to blame
-  static constexpr std::uint64_t writing_bit = 2;  // reserved (a step in mid-publication)
-  static constexpr std::uint64_t step = 4;         // the counter's unit
-  std::atomic<std::uint64_t> seq{idle_bit};        // (step counter * step) | bits
+  static constexpr std::uint64_t idle_bit = 1;  // between batches: nothing to blame
+  static constexpr std::uint64_t step = 2;      // the counter's unit
+  std::atomic<std::uint64_t> seq{idle_bit};     // (step counter * step) | idle_bit
   std::atomic<std::uint64_t> task_id{0};
   std::atomic<std::source_location> where{};  // one pointer to static data: safe to copy anytime
   std::atomic<std::uint64_t> flagged_seq{0};  // set by the monitor on an ongoing report
