@@ -8,12 +8,7 @@
 //   3. Fire expired timers (they only move entries to the ready queue).
 //   4. Run at most `batch` ready entries.
 //
-// Shutdown (shutdown_tasks), in order:
-//   1. Mark the loop as shutting down: tasks spawned from now on never start.
-//   2. Request cancellation of every live task.
-//   3. Turn the loop until no task is alive or the grace period ends.
-//   4. Report every task still alive as abandoned (it is left suspended: its
-//      frame may be registered with code outside the loop's knowledge).
+// The shutdown phase is in src/loop_shutdown.cpp.
 
 #include "spindle/event_loop.hpp"
 
@@ -269,17 +264,9 @@ void event_loop::leave_run() noexcept {
   running_.store(false, std::memory_order_release);
 }
 
-namespace {
-// Leaves the running state however the scope ends.
-struct leave_run_guard {
-  event_loop* loop;
-  ~leave_run_guard() { detail::loop_access::leave_run(*loop); }
-};
-}  // namespace
-
 void event_loop::run_forever() {
   enter_run("run_forever");
-  leave_run_guard guard{this};
+  detail::leave_run_guard guard{this};
   while (!stop_requested_.load(std::memory_order_acquire)) run_once();
 }
 
@@ -290,27 +277,9 @@ bool event_loop::run_main(detail::task_node* main) {
   return stopped_early;
 }
 
-namespace {
-void list_push(detail::task_node*& head, detail::task_node* n) noexcept {
-  n->live_prev = nullptr;
-  n->live_next = head;
-  if (head != nullptr) head->live_prev = n;
-  head = n;
-}
-void list_unlink(detail::task_node*& head, detail::task_node* n) noexcept {
-  if (n->live_prev != nullptr) {
-    n->live_prev->live_next = n->live_next;
-  } else {
-    head = n->live_next;
-  }
-  if (n->live_next != nullptr) n->live_next->live_prev = n->live_prev;
-  n->live_prev = n->live_next = nullptr;
-}
-}  // namespace
-
 void event_loop::add_task(detail::task_node* n) {
   n->id_ = next_task_id_++;
-  list_push(live_head_, n);
+  detail::live_list_push(live_head_, n);
   ++stats_.tasks_spawned;
   ++stats_.tasks_alive;
   // During shutdown, new tasks are cancelled before they start.
@@ -345,10 +314,10 @@ void event_loop::on_task_done(detail::task_node* n) noexcept {
   }
   if (n->abandoned_) {
     // It came back after all (its awaiter resumed it late).
-    list_unlink(abandoned_head_, n);
+    detail::live_list_unlink(abandoned_head_, n);
     --stats_.tasks_abandoned;
   } else {
-    list_unlink(live_head_, n);
+    detail::live_list_unlink(live_head_, n);
     --stats_.tasks_alive;
   }
   const std::exception_ptr& e = n->exception();
@@ -584,94 +553,6 @@ void event_loop::on_stall_end() noexcept {
   }
   std::string line = r.to_string() + "\n";
   std::fputs(line.c_str(), stderr);
-}
-
-void event_loop::shutdown_tasks() {
-  loop_shutdown_report r;
-  r.loop = opts_.name;
-  if (live_head_ != nullptr) {
-    shutting_down_ = true;
-    // A stop() that ended the main phase must not end the shutdown phase.
-    stop_requested_.store(false, std::memory_order_relaxed);
-    const loop_statistics before = stats_;
-    for (detail::task_node* t = live_head_; t != nullptr; t = t->live_next) {
-      ++r.cancelled;
-      t->request_cancel();
-    }
-    const auto grace_end = std::chrono::steady_clock::now() + opts_.shutdown_grace;
-    for (;;) {
-      auto left = grace_end - std::chrono::steady_clock::now();
-      if (live_head_ == nullptr || left <= duration::zero()) break;
-      run_once(std::chrono::duration_cast<std::chrono::nanoseconds>(left).count());
-    }
-    while (detail::task_node* t = live_head_) {
-      report({diagnostic::kind::abandoned_task, opts_.name, t->name(), t->where(),
-              "did not finish within the shutdown grace period after cancellation", nullptr});
-      r.abandoned_tasks.push_back(describe_task(t->name(), t->where()));
-      // Reported once, kept apart: a later shutdown does not wait for it again.
-      list_unlink(live_head_, t);
-      list_push(abandoned_head_, t);
-      t->abandoned_ = true;
-      --stats_.tasks_alive;
-      ++stats_.tasks_abandoned;
-    }
-    // How the cancelled tasks (and any they spawned) ended during the grace.
-    r.ended_cancelled = stats_.tasks_cancelled - before.tasks_cancelled;
-    r.ended_failed = stats_.tasks_failed - before.tasks_failed;
-    r.ended_completed = stats_.tasks_completed - before.tasks_completed;
-    shutting_down_ = false;
-  }
-  // Then the attached pools: their awaiting tasks are gone, so what is still
-  // queued or running belongs to nobody on this loop (or to other loops).
-  std::vector<std::weak_ptr<detail::shutdown_participant>> attached;
-  {
-    std::lock_guard lock(attached_mutex_);
-    attached.swap(attached_);
-  }
-  for (auto& weak : attached) {
-    if (auto p = weak.lock()) {
-      if (auto pool = p->shutdown_for_loop()) r.pools.push_back(std::move(*pool));
-    }
-  }
-  last_shutdown_ = std::move(r);
-}
-
-void event_loop::attach(std::weak_ptr<detail::shutdown_participant> p) {
-  std::lock_guard lock(attached_mutex_);
-  std::erase_if(attached_, [](const auto& w) { return w.expired(); });
-  attached_.push_back(std::move(p));
-}
-
-loop_shutdown_report event_loop::shutdown() {
-  enter_run("shutdown");
-  leave_run_guard guard{this};
-  shutdown_tasks();
-  return last_shutdown_;
-}
-
-bool loop_shutdown_report::clean() const noexcept {
-  if (cancelled != 0 || !abandoned_tasks.empty()) return false;
-  for (const auto& p : pools)
-    if (p.cancelled + p.abandoned + p.failed != 0) return false;
-  return true;
-}
-
-std::string loop_shutdown_report::to_string() const {
-  std::string s = "loop=" + loop + " cancelled=" + std::to_string(cancelled) +
-                  " ended_cancelled=" + std::to_string(ended_cancelled) +
-                  " ended_failed=" + std::to_string(ended_failed) +
-                  " ended_completed=" + std::to_string(ended_completed) +
-                  " abandoned=" + std::to_string(abandoned_tasks.size());
-  if (!abandoned_tasks.empty()) {
-    s += " abandoned_tasks=[";
-    for (std::size_t i = 0; i < abandoned_tasks.size(); ++i) {
-      if (i != 0) s += ",";
-      s += abandoned_tasks[i];
-    }
-    s += "]";
-  }
-  for (const auto& p : pools) s += "; " + p.to_string();
-  return s;
 }
 
 }  // namespace spindle

@@ -18,4 +18,27 @@ struct loop_access {
   static std::size_t& io_registrations(event_loop& loop) noexcept { return loop.io_registrations_; }
 };
 
+// Leaves the running state however the scope ends.
+struct leave_run_guard {
+  event_loop* loop;
+  ~leave_run_guard() { loop_access::leave_run(*loop); }
+};
+
+// The loop's intrusive lists of live and abandoned tasks.
+inline void live_list_push(task_node*& head, task_node* n) noexcept {
+  n->live_prev = nullptr;
+  n->live_next = head;
+  if (head != nullptr) head->live_prev = n;
+  head = n;
+}
+inline void live_list_unlink(task_node*& head, task_node* n) noexcept {
+  if (n->live_prev != nullptr) {
+    n->live_prev->live_next = n->live_next;
+  } else {
+    head = n->live_next;
+  }
+  if (n->live_next != nullptr) n->live_next->live_prev = n->live_prev;
+  n->live_prev = n->live_next = nullptr;
+}
+
 }  // namespace spindle::detail
