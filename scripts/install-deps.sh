@@ -8,7 +8,7 @@
 set -euo pipefail
 
 declare -A groups=(
-  [build]="cmake ninja-build g++ make googletest libbenchmark-dev ccache mold prometheus node-llhttp libc-ares-dev libssl-dev zlib1g-dev openssl"
+  [build]="cmake ninja-build g++ make googletest libbenchmark-dev ccache mold prometheus node-llhttp libc-ares-dev libssl-dev zlib1g-dev openssl pkg-config"
   [sanitize]="clang-16 libclang-rt-16-dev"
   [bench]="libbenchmark-dev python3 python3-uvloop python3-aiohttp librust-tokio-dev librust-hyper-dev cargo wrk hyperfine util-linux nginx-light"
   [format]="clang-format-14"
