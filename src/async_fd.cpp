@@ -40,6 +40,7 @@ async_fd::~async_fd() {
 
 namespace {
 void signal(async_fd::direction& d) noexcept {
+  d.drained = false;
   if (d.waiter != nullptr) {
     detail::task_node* t = d.waiter;
     d.waiter = nullptr;
@@ -52,6 +53,7 @@ void signal(async_fd::direction& d) noexcept {
 }  // namespace
 
 void async_fd::on_events(std::uint32_t events) noexcept {
+  if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) read_closed_ = true;
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) signal(read_);
   if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) signal(write_);
 }

@@ -45,11 +45,26 @@ class async_fd {
   [[nodiscard]] wait_awaiter wait_readable() noexcept;
   [[nodiscard]] wait_awaiter wait_writable() noexcept;
 
+  /// Readiness hint for the read direction, to skip a read that would
+  /// fail with EAGAIN (as Tokio does). False only after mark_read_drained()
+  /// with no readiness event since; never false once the peer has shut
+  /// down its side or an error is pending (EPOLLRDHUP/HUP/ERR are sticky:
+  /// they arrive on one edge, possibly together with the last data).
+  [[nodiscard]] bool may_read() const noexcept { return !read_.drained || read_.ready || read_closed_; }
+  /// Tells the hint that a read found the receive queue empty: it returned
+  /// EAGAIN, or fewer bytes than asked for (a stream socket returns all it
+  /// has). Every event seen so far concerned data now consumed.
+  void mark_read_drained() noexcept {
+    read_.drained = true;
+    read_.ready = false;
+  }
+
   /// Per-direction state; public for the reactor's dispatch only.
   struct direction {
     detail::task_node* waiter = nullptr;
     wait_awaiter* awaiter = nullptr;
-    bool ready = false;
+    bool ready = false;    // an event arrived while nobody waited
+    bool drained = false;  // see may_read()
   };
   /// Called by the reactor with epoll event bits.
   void on_events(std::uint32_t events) noexcept;
@@ -59,6 +74,7 @@ class async_fd {
   int fd_;
   direction read_;
   direction write_;
+  bool read_closed_ = false;
 };
 
 class async_fd::wait_awaiter : public detail::cancel_hook {
@@ -71,6 +87,7 @@ class async_fd::wait_awaiter : public detail::cancel_hook {
     // Readiness seen since the last wait: consume it without suspending.
     if (dir_->ready) {
       dir_->ready = false;
+      dir_->drained = false;
       return true;
     }
     return false;

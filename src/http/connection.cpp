@@ -55,6 +55,7 @@ const net::tcp_stream* stream::tcp() const noexcept {
 bool stream::stale() const noexcept {
   const net::tcp_stream* t = tcp();
   if (t == nullptr || !t->is_open()) return true;
+  if (!t->maybe_readable()) return false;  // drained, and nothing (not even a FIN) since
   char byte;
   const ssize_t n = ::recv(t->native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0) return true;                                              // the peer closed

@@ -101,13 +101,20 @@ task<std::size_t> tcp_stream::read_some(std::span<std::byte> buffer) {
   if (buffer.empty()) co_return 0;
   for (;;) {
     if (fd_ < 0) throw connection_error("read on a closed tcp_stream");
+    // The last read emptied the queue and nothing has arrived since: wait
+    // first instead of paying for a recv that fails with EAGAIN.
+    if (!io_->may_read()) co_await io_->wait_readable();
     const ssize_t n = ::recv(fd_, buffer.data(), buffer.size(), 0);
-    if (n >= 0) co_return static_cast<std::size_t>(n);
+    if (n >= 0) {
+      if (static_cast<std::size_t>(n) < buffer.size()) io_->mark_read_drained();
+      co_return static_cast<std::size_t>(n);
+    }
     const int e = errno;
     if (e == EINTR) continue;
     if (e != EAGAIN && e != EWOULDBLOCK)
       throw connection_error("read from " + peer_address().to_string() + ": " + errno_text(e));
-    co_await io_->wait_readable();
+    io_->mark_read_drained();
+    co_await io_->wait_readable();  // even with a sticky hang-up: never spin on EAGAIN
   }
 }
 

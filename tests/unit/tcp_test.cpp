@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "spindle/cancel_scope.hpp"
+#include "spindle/event.hpp"
 #include "spindle/event_loop.hpp"
 #include "spindle/net/dns.hpp"
 #include "spindle/sleep.hpp"
@@ -65,6 +66,41 @@ TEST(Tcp, EchoThroughAListener) {
     EXPECT_EQ(loop.run(main()), "echo:hello");
   }
   EXPECT_EQ(test::open_fd_count(), fds_before);
+}
+
+// read_some skips the recv that would fail with EAGAIN after a short read
+// (the readiness hint), yet sees data that arrives later and an EOF that
+// came on the same edge as the last data.
+TEST(Tcp, ReadHintSkipsEmptyReadsButMissesNoDataAndNoEof) {
+  event_loop loop;
+  auto main = [&]() -> task<std::string> {
+    tcp_listener listener = tcp_listener::bind(socket_address::loopback_v4(0));
+    event second_part;
+    auto server = [&]() -> task<void> {
+      tcp_stream peer = co_await listener.accept();
+      co_await peer.write_all(std::string_view("one"));
+      co_await second_part.wait();
+      co_await peer.write_all(std::string_view("two"));
+      peer.close();  // "two" and the FIN: one readiness edge
+    };
+    auto served = loop.spawn(server(), "server");
+    tcp_stream client = co_await connect(listener.local_address());
+    EXPECT_TRUE(client.maybe_readable());  // nothing read yet: don't know
+    char buf[64];
+    std::string got;
+    got.append(buf, co_await client.read_some(std::span<char>(buf)));
+    EXPECT_EQ(got, "one");
+    EXPECT_FALSE(client.maybe_readable());  // a short read drained the queue
+    second_part.set();
+    co_await sleep_for(20ms);  // "two" + FIN arrive before the next read
+    EXPECT_TRUE(client.maybe_readable());
+    auto rest = co_await move_on_after(5s, read_to_end(client));
+    EXPECT_TRUE(rest.has_value()) << "the EOF on the data's edge was missed";
+    if (rest) got += *rest;
+    co_await served;
+    co_return got;
+  };
+  EXPECT_EQ(loop.run(main()), "onetwo");
 }
 
 TEST(Tcp, LargeTransfersSurvivePartialWrites) {

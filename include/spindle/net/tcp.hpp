@@ -66,6 +66,11 @@ class tcp_stream {
 
   [[nodiscard]] bool is_open() const noexcept { return fd_ >= 0; }
   [[nodiscard]] int native_handle() const noexcept { return fd_; }
+  /// False when the last read_some() emptied the receive queue and no data,
+  /// hang-up or error has arrived since: an idle keep-alive connection in
+  /// that state is known to be live without a syscall. True otherwise
+  /// (including "don't know").
+  [[nodiscard]] bool maybe_readable() const noexcept { return io_ == nullptr || io_->may_read(); }
   /// Readiness of the socket, for a layer that does its own I/O on
   /// native_handle() (TLS). As with async_fd: wait only after an operation
   /// on the socket would have blocked (EAGAIN).
