@@ -50,6 +50,18 @@ struct connection {
 struct origin_pool {
   std::deque<std::unique_ptr<connection>> idle;  // most recently used at the back
   std::size_t open = 0;
+  std::size_t waiting = 0;  // acquirers of this origin in the wait list
+};
+
+// A task waiting for a connection. What frees up is handed over directly,
+// in arrival order: an idle connection of its origin, or a slot (counted
+// in open) to connect a new one. Nobody else can take it in between.
+struct pool_waiter {
+  explicit pool_waiter(std::string o) : origin(std::move(o)) {}
+  std::string origin;
+  event ready{"http pool wait"};
+  std::unique_ptr<connection> handed;
+  bool slot = false;
 };
 
 bool idempotent(std::string_view method) {
@@ -70,7 +82,8 @@ struct client::impl {
   std::optional<net::tls_context> tls;  // made on first https request
   std::map<std::string, origin_pool> pools;
   std::size_t total_open = 0;
-  event changed{"http pool"};  // a connection went idle or closed
+  std::list<pool_waiter*> waiting;  // FIFO
+  std::uint64_t acquisitions = 0;
   client_statistics stats;
 
   explicit impl(client_options o) : opts(std::move(o)), loop(event_loop::current()), dns(*loop, opts.dns) {}
@@ -85,10 +98,15 @@ struct client::impl {
     return *tls;
   }
 
-  void closed(origin_pool& p) {
+  void uncount(origin_pool& p) noexcept {
     --p.open;
     --total_open;
-    changed.set();
+  }
+
+  // A connection of `p` closed: its slot may serve a waiter.
+  void closed(origin_pool& p) {
+    uncount(p);
+    dispatch();
   }
 
   // An idle connection for `origin`, if a live one is pooled.
@@ -98,12 +116,51 @@ struct client::impl {
       p.idle.pop_back();
       if (c->io.stale() || loop->now() - c->idle_since > opts.idle_timeout) {
         c->io.close();
-        closed(p);
+        uncount(p);
         continue;
       }
       return c;
     }
     return nullptr;
+  }
+
+  // Room for one more connection to `p`, evicting another origin's idle
+  // connection if the total limit is reached.
+  bool take_slot(origin_pool& p) {
+    if (p.open >= opts.max_connections_per_origin) return false;
+    if (total_open >= opts.max_connections_total && !evict_one_idle()) return false;
+    ++p.open;
+    ++total_open;
+    return true;
+  }
+
+  // Hands whatever is free to the waiters that can use it, oldest first.
+  // One wake per hand-over: no herd re-checking the pool.
+  void dispatch() {
+    for (auto it = waiting.begin(); it != waiting.end();) {
+      pool_waiter* w = *it;
+      origin_pool& p = pools[w->origin];
+      if (auto c = take_idle(p)) {
+        w->handed = std::move(c);
+      } else if (take_slot(p)) {
+        w->slot = true;
+      } else {
+        ++it;
+        continue;
+      }
+      --p.waiting;
+      it = waiting.erase(it);
+      w->ready.set();
+    }
+  }
+
+  // Origins with nothing open and nobody waiting are forgotten now and
+  // then, so a run over millions of hosts keeps a bounded map.
+  void sweep_pools() {
+    if (pools.size() < 256 || ++acquisitions % 1024 != 0) return;
+    std::erase_if(pools, [](const auto& kv) {
+      return kv.second.open == 0 && kv.second.idle.empty() && kv.second.waiting == 0;
+    });
   }
 
   // Makes room under max_connections_total by closing the oldest idle connection elsewhere.
@@ -116,7 +173,7 @@ struct client::impl {
     if (oldest == nullptr) return false;
     oldest->idle.front()->io.close();
     oldest->idle.pop_front();
-    closed(*oldest);
+    uncount(*oldest);
     return true;
   }
 
@@ -138,39 +195,66 @@ struct client::impl {
     co_return c;
   }
 
+  // A connection for `u` on `slot` (already counted in open): a new one.
+  task<std::unique_ptr<connection>> connect_on_slot(const url& u, const std::string& key) {
+    std::unique_ptr<connection> c;
+    std::exception_ptr failure;
+    try {
+      c = co_await connect_new(u);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    if (failure) {
+      closed(pools[key]);
+      std::rethrow_exception(failure);
+    }
+    c->origin = key;
+    ++stats.created;
+    co_return c;
+  }
+
   // A connection for `u`: a pooled one, or a new one when the limits allow;
-  // otherwise waits until one is returned or closed.
+  // otherwise waits, in arrival order, for one to be returned or closed.
   task<std::unique_ptr<connection>> acquire(const url& u, bool& reused) {
     const std::string key = u.origin();
-    for (;;) {
-      origin_pool& p = pools[key];
-      if (auto c = take_idle(p)) {
-        reused = true;
-        co_return c;
-      }
-      if (p.open < opts.max_connections_per_origin &&
-          (total_open < opts.max_connections_total || evict_one_idle())) {
-        ++p.open;
-        ++total_open;
-        std::unique_ptr<connection> c;
-        std::exception_ptr failure;
-        try {
-          c = co_await connect_new(u);
-        } catch (...) {
-          failure = std::current_exception();
-        }
-        if (failure) {
-          closed(pools[key]);
-          std::rethrow_exception(failure);
-        }
-        c->origin = key;
-        ++stats.created;
-        reused = false;
-        co_return c;
-      }
-      changed.clear();
-      co_await changed.wait();
+    sweep_pools();
+    origin_pool& p = pools[key];
+    // Whatever is free now, earlier waiters could not use (dispatch runs on
+    // every release): a newcomer does not jump the queue by taking it.
+    if (auto c = take_idle(p)) {
+      reused = true;
+      co_return c;
     }
+    if (take_slot(p)) {
+      reused = false;
+      co_return co_await connect_on_slot(u, key);
+    }
+    dispatch();  // take_idle may have closed stale connections: their slots may serve others
+    pool_waiter w(key);
+    waiting.push_back(&w);
+    ++p.waiting;
+    std::exception_ptr failure;
+    try {
+      co_await w.ready.wait();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    if (failure) {
+      // Cancelled: leave the queue, and pass on anything handed over meanwhile.
+      if (auto it = std::find(waiting.begin(), waiting.end(), &w); it != waiting.end()) {
+        waiting.erase(it);
+        --pools[key].waiting;
+      }
+      if (w.handed) release(std::move(w.handed), true);
+      if (w.slot) closed(pools[key]);
+      std::rethrow_exception(failure);
+    }
+    if (w.handed) {
+      reused = true;
+      co_return std::move(w.handed);
+    }
+    reused = false;
+    co_return co_await connect_on_slot(u, key);
   }
 
   void release(std::unique_ptr<connection> c, bool reusable) {
@@ -179,7 +263,7 @@ struct client::impl {
       c->idle_since = loop->now();
       c->reader.next();
       p.idle.push_back(std::move(c));
-      changed.set();
+      if (!waiting.empty()) dispatch();
       return;
     }
     c->io.close();
@@ -324,6 +408,7 @@ client_statistics client::statistics() const noexcept {
   s.idle = 0;
   for (const auto& [key, p] : impl_->pools) s.idle += p.idle.size();
   s.in_use = s.open - s.idle;
+  s.waiting = impl_->waiting.size();
   return s;
 }
 
@@ -332,9 +417,10 @@ void client::close_idle() noexcept {
     while (!p.idle.empty()) {
       p.idle.back()->io.close();
       p.idle.pop_back();
-      impl_->closed(p);
+      impl_->uncount(p);
     }
   }
+  impl_->dispatch();  // freed slots go to waiters, if any
 }
 
 retry_policy http_retry_policy(std::string_view method, unsigned max_attempts, duration base_delay,

@@ -12,6 +12,8 @@ void add_metrics(prometheus_exposition& e, const client_statistics& s, std::stri
   e.add_sample("spindle_http_client_connections_idle", gauge, "Pooled connections idle.", l, n(s.idle));
   e.add_sample("spindle_http_client_connections_in_use", gauge, "Pooled connections carrying a request.", l,
                n(s.in_use));
+  e.add_sample("spindle_http_client_requests_waiting", gauge, "Requests queued for a connection.", l,
+               n(s.waiting));
   e.add_sample("spindle_http_client_connections_created_total", counter, "Connections made.", l,
                n(s.created));
   e.add_sample("spindle_http_client_connections_failed_total", counter, "Connections closed after an error.",

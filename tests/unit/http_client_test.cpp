@@ -91,6 +91,79 @@ TEST(HttpClient, ConcurrentRequestsRespectThePerOriginLimit) {
   EXPECT_EQ(r, "40 created=4 accepted=4");
 }
 
+// Requests queued behind a limit get the connection in arrival order, one
+// hand-over each (no herd re-checking the pool, no newcomer jumping ahead).
+TEST(HttpClient, WaitersAreServedInArrivalOrder) {
+  auto r = with_server([](std::string base, server&) -> task<std::string> {
+    client_options options;
+    options.max_connections_per_origin = 1;
+    client c(options);
+    std::string order;
+    auto one = [&](int i) -> task<void> {
+      response got = co_await c.get(base + "/sleep/2");
+      if (got.body == "slept") order += std::to_string(i);
+    };
+    std::vector<join_handle<void>> running;
+    for (int i = 0; i < 6; ++i) running.push_back(event_loop::current()->spawn(one(i), "request"));
+    co_await sleep_for(1ms);
+    const std::uint64_t queued = c.statistics().waiting;
+    for (auto& h : running) co_await h;
+    client_statistics s = c.statistics();
+    co_return order + " queued=" + std::to_string(queued) + " created=" + std::to_string(s.created) +
+        " reused=" + std::to_string(s.reused) + " waiting=" + std::to_string(s.waiting);
+  });
+  EXPECT_EQ(r, "012345 queued=5 created=1 reused=5 waiting=0");
+}
+
+// A waiter cancelled in the queue gives up its turn; the connection goes to
+// the next one instead of being lost (which would hang it) or closed.
+TEST(HttpClient, ACancelledWaiterPassesItsTurnOn) {
+  auto r = with_server([](std::string base, server&) -> task<std::string> {
+    client_options options;
+    options.max_connections_per_origin = 1;
+    client c(options);
+    std::string log;
+    auto first = [&]() -> task<void> { log += (co_await c.get(base + "/sleep/30")).body + ","; };
+    auto impatient = [&]() -> task<void> {
+      auto got = co_await move_on_after(5ms, c.get(base + "/hello"));
+      log += got ? "B got it," : "B gave up,";
+    };
+    auto last = [&]() -> task<void> { log += (co_await c.get(base + "/hello")).body; };
+    auto a = event_loop::current()->spawn(first(), "a");
+    auto b = event_loop::current()->spawn(impatient(), "b");
+    auto d = event_loop::current()->spawn(last(), "c");
+    co_await a;
+    co_await b;
+    co_await d;
+    client_statistics s = c.statistics();
+    co_return log + " created=" + std::to_string(s.created) + " waiting=" + std::to_string(s.waiting);
+  });
+  EXPECT_EQ(r, "B gave up,slept,hello created=1 waiting=0");
+}
+
+// max_connections_total is shared: an origin waiting for room evicts another
+// origin's idle connection, and the queue order holds across origins.
+TEST(HttpClient, TheTotalLimitIsSharedAcrossOrigins) {
+  auto r = with_server([](std::string base, server& srv) -> task<std::string> {
+    client_options options;
+    options.max_connections_total = 1;
+    client c(options);
+    const std::string other = "http://localhost:" + base.substr(base.rfind(':') + 1);
+    std::string order;
+    auto one = [&](int i) -> task<void> {
+      response got = co_await c.get((i % 2 == 0 ? base : other) + "/hello");
+      if (got.body == "hello") order += std::to_string(i);
+    };
+    std::vector<join_handle<void>> running;
+    for (int i = 0; i < 6; ++i) running.push_back(event_loop::current()->spawn(one(i), "request"));
+    for (auto& h : running) co_await h;
+    client_statistics s = c.statistics();
+    co_return order + " created=" + std::to_string(s.created) + " open=" + std::to_string(s.open) +
+        " accepted=" + std::to_string(srv.statistics().connections_accepted);
+  });
+  EXPECT_EQ(r, "012345 created=6 open=1 accepted=6");
+}
+
 TEST(HttpClient, StatusErrorsCarryRetryAfterAndRedirectsAreOptIn) {
   auto r = with_server([](std::string base, server&) -> task<std::string> {
     client c;

@@ -72,6 +72,7 @@ struct client_statistics {
   std::uint64_t open = 0;      ///< connections open now
   std::uint64_t idle = 0;      ///< of those, idle in the pool
   std::uint64_t in_use = 0;    ///< of those, carrying a request
+  std::uint64_t waiting = 0;   ///< requests queued for a connection (a limit is reached)
   std::uint64_t created = 0;   ///< connections made
   std::uint64_t reused = 0;    ///< requests sent on a pooled connection
   std::uint64_t failed = 0;    ///< connections closed because of an error
