@@ -60,6 +60,70 @@ task<void> stream_driver(std::shared_ptr<S> s) {
   s->out.close();
 }
 
+/// as_completed over a channel: `limit` workers, each receiving the next
+/// input until the channel is closed and drained.
+template <class I, class F, class T>
+struct channel_stream_state {
+  channel<I>* inputs;
+  F fn;
+  fanout_options opts;
+  channel<completion<T>> out;
+  std::size_t next_index = 0;
+  channel_stream_state(channel<I>& in, F f, fanout_options o)
+      : inputs(&in), fn(std::move(f)), opts(o), out(o.limit, "as_completed") {}
+};
+
+template <class T, class S>
+task<T> channel_item(S& s, auto& input) {
+  if (s.opts.retry) {
+    auto attempt = [&] { return run_item(s.fn(input), s.opts.per_item_timeout); };
+    co_return co_await retry(*s.opts.retry, attempt);
+  }
+  co_return co_await run_item(s.fn(input), s.opts.per_item_timeout);
+}
+
+template <class T, class S>
+task<void> channel_worker(S& s) {
+  for (;;) {
+    auto input = co_await s.inputs->receive();
+    if (!input) co_return;
+    const std::size_t index = s.next_index++;
+    std::optional<outcome<T>> o;
+    std::exception_ptr failure;
+    try {
+      if constexpr (std::is_void_v<T>) {
+        co_await channel_item<T>(s, *input);
+        o.emplace();
+      } else {
+        o.emplace(co_await channel_item<T>(s, *input));
+      }
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    if (failure) {
+      if (current_task("as_completed").cancel_requested()) throw cancelled_error();
+      o.emplace(failure);
+    }
+    // (built outside the co_await expression: an aggregate temporary there trips g++ 12)
+    completion<T> done{index, std::move(*o)};
+    co_await s.out.send(std::move(done));
+  }
+}
+
+template <class T, class S>
+task<void> channel_driver(std::shared_ptr<S> s) {
+  try {
+    co_await with_task_group([&](task_group& g) -> task<void> {
+      for (std::size_t w = 0; w < s->opts.limit; ++w) g.spawn(channel_worker<T>(*s), "fanout-worker");
+      co_return;
+    });
+  } catch (...) {
+    s->out.close();
+    throw;
+  }
+  s->out.close();
+}
+
 }  // namespace detail
 
 /// The stream returned by as_completed: `co_await next()` until nullopt.
@@ -101,6 +165,29 @@ auto as_completed(R&& inputs, F fn, fanout_options opts = {}) {
   auto state = std::make_shared<S>(std::views::all(std::forward<R>(inputs)), std::move(fn), opts);
   event_loop& loop = detail::current_task("as_completed").loop();
   auto driver = loop.spawn(detail::stream_driver<T>(state), "as_completed");
+  channel<completion<T>>* out = &state->out;
+  return completion_stream<T>(std::move(state), out, std::move(driver));
+}
+
+/// as_completed over inputs that arrive over time (read from a pipe, a
+/// socket, a queue): at most `opts.limit` items run at once (a limit is
+/// required), each worker taking the next input from `inputs` as it frees
+/// up; the stream ends once `inputs` is closed and every input received has
+/// been delivered. `fn` gets the input as an lvalue (called again for each
+/// retry attempt). Indices count inputs in the order they were received.
+/// The channel must outlive the stream; inputs still in it when the stream
+/// is destroyed stay there.
+///
+///     channel<std::string> urls(1024);   // filled by a reader task
+///     auto stream = as_completed(urls, fetch, {.limit = 64});
+template <class I, class F>
+auto as_completed(channel<I>& inputs, F fn, fanout_options opts) {
+  if (opts.limit == 0) throw usage_error("as_completed over a channel needs a limit (fanout_options::limit)");
+  using T = detail::fanout_result_t<F, I&>;
+  using S = detail::channel_stream_state<I, F, T>;
+  auto state = std::make_shared<S>(inputs, std::move(fn), opts);
+  event_loop& loop = detail::current_task("as_completed").loop();
+  auto driver = loop.spawn(detail::channel_driver<T>(state), "as_completed");
   channel<completion<T>>* out = &state->out;
   return completion_stream<T>(std::move(state), out, std::move(driver));
 }

@@ -2,11 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "spindle/channel.hpp"
 #include "spindle/first_of.hpp"
 #include "spindle/sleep.hpp"
 #include "support/test_support.hpp"
@@ -87,6 +89,73 @@ TEST(AsCompleted, DroppingTheStreamCancelsWhatIsRunning) {
   f.loop.run(main());
   EXPECT_EQ(cancelled, 3);
   EXPECT_EQ(f.elapsed(), 2s);
+}
+
+// Inputs arriving over time through a channel: the window takes each as it
+// frees up, failures and retries are per item, and the stream ends when
+// the producer closes the channel and the last item is delivered.
+TEST(AsCompleted, OverAChannelOfInputsArrivingOverTime) {
+  fixture f;
+  int in_flight = 0, peak = 0;
+  std::map<int, int> attempts;
+  auto item = [&](int& i) -> task<int> {
+    peak = std::max(peak, ++in_flight);
+    ++attempts[i];
+    co_await sleep_for(std::chrono::milliseconds(10 + (i * 7) % 13));
+    --in_flight;
+    if (i % 10 == 3 && attempts[i] < 2) throw std::runtime_error("flaky");  // one retry fixes it
+    if (i % 10 == 7) throw std::runtime_error("always");
+    co_return i;
+  };
+  auto main = [&]() -> task<std::string> {
+    channel<int> inputs(4);
+    auto producer = [&]() -> task<void> {
+      for (int i = 0; i < 100; ++i) {
+        co_await inputs.send(i);
+        if (i % 25 == 0) co_await sleep_for(50ms);  // a slow source
+      }
+      inputs.close();
+    };
+    auto produced = event_loop::current()->spawn(producer(), "producer");
+    retry_policy once;
+    once.max_attempts = 2;
+    once.base_delay = 1ms;
+    once.retryable = [](const std::exception_ptr&) { return true; };
+    fanout_options options;  // named: an aggregate temporary in a coroutine trips g++ 12 (DEVELOPERS.md)
+    options.limit = 8;
+    options.retry = once;
+    auto stream = as_completed(inputs, item, options);
+    std::set<int> ok, failed;
+    std::set<std::size_t> indices;
+    while (auto c = co_await stream.next()) {
+      EXPECT_TRUE(indices.insert(c->index).second) << "duplicate " << c->index;
+      if (c->result.ok()) {
+        ok.insert(c->result.value());
+      } else {
+        EXPECT_EQ(c->result.error_message(), "always");
+        failed.insert(static_cast<int>(c->index));
+      }
+    }
+    co_await produced;
+    co_return std::to_string(indices.size()) + " ok=" + std::to_string(ok.size()) +
+        " failed=" + std::to_string(failed.size());
+  };
+  EXPECT_EQ(f.loop.run(main()), "100 ok=90 failed=10");
+  EXPECT_LE(peak, 8);
+  EXPECT_EQ(attempts[3], 2);
+  EXPECT_EQ(attempts[7], 2);  // retried, still failing
+  EXPECT_EQ(attempts[5], 1);
+}
+
+TEST(AsCompleted, OverAChannelNeedsALimit) {
+  fixture f;
+  auto main = [&]() -> task<void> {
+    channel<int> inputs(1);
+    auto fn = [](int& i) -> task<int> { co_return i; };
+    EXPECT_THROW((void)as_completed(inputs, fn, {}), usage_error);
+    co_return;
+  };
+  f.loop.run(main());
 }
 
 TEST(FirstOf, FirstSuccessWinsAndOthersAreCancelled) {
