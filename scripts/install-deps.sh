@@ -8,7 +8,9 @@
 set -euo pipefail
 
 declare -A groups=(
-  [build]="cmake ninja-build g++ make googletest libbenchmark-dev ccache mold prometheus node-llhttp libc-ares-dev libssl-dev zlib1g-dev openssl pkg-config"
+  # libpq-dev, libsqlite3-dev, nlohmann-json3-dev and postgresql: the aggregator example and its
+  # tests (scripts/pg-cluster.sh runs a throwaway cluster from the postgresql package).
+  [build]="cmake ninja-build g++ make googletest libbenchmark-dev ccache mold prometheus node-llhttp libc-ares-dev libssl-dev zlib1g-dev openssl pkg-config libpq-dev libsqlite3-dev nlohmann-json3-dev postgresql"
   [sanitize]="clang-16 libclang-rt-16-dev"
   [bench]="libbenchmark-dev python3 python3-uvloop python3-aiohttp librust-tokio-dev librust-hyper-dev cargo wrk hyperfine util-linux nginx-light"
   [format]="clang-format-14"
