@@ -1,0 +1,646 @@
+// `spindle fetch`: the run. One event loop; the inputs stream in from a
+// reader task (file reads on a one-thread pool, so a slow pipe never
+// blocks the loop) through a bounded channel into as_completed, whose
+// window of --concurrency workers runs one item each: the attempts (the
+// library's HTTP retry policy: backoff with full jitter, Retry-After), each
+// bounded by --timeout. Every item writes its own result line; a flusher
+// task writes the batch once the loop's ready tasks have run. SIGINT or
+// SIGTERM (signalfd), or --deadline, stops the run: the reader and the
+// window are cancelled, cancelled items write `cancelled` results, and
+// inputs read but not started are drained from the channel as `cancelled`
+// too. Nothing read is ever without a result.
+
+#include "fetch.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+
+#include "output.hpp"
+#include "parse.hpp"
+#include "spindle/as_completed.hpp"
+#include "spindle/async_fd.hpp"
+#include "spindle/channel.hpp"
+#include "spindle/event.hpp"
+#include "spindle/event_loop.hpp"
+#include "spindle/http/client.hpp"
+#include "spindle/http/url.hpp"
+#include "spindle/rate_limiter.hpp"
+#include "spindle/sleep.hpp"
+#include "spindle/thread_pool.hpp"
+
+namespace spindle::cli {
+
+namespace {
+
+struct input_item {
+  std::uint64_t index = 0;
+  std::string url;
+};
+
+// Lines of a file or stdin, read with blocking calls (on the input pool).
+class line_reader {
+ public:
+  line_reader(FILE* f, std::string name) : f_(f), name_(std::move(name)) {}
+  ~line_reader() {
+    std::free(buf_);
+    if (f_ != nullptr && f_ != stdin) std::fclose(f_);
+  }
+  line_reader(const line_reader&) = delete;
+  line_reader& operator=(const line_reader&) = delete;
+
+  // Up to `max` URLs, trimmed, blank lines and # comments skipped. False
+  // at the end of the input or on a read error (error() tells).
+  bool read_batch(std::vector<std::string>& out, std::size_t max) {
+    while (out.size() < max) {
+      const ssize_t n = ::getline(&buf_, &cap_, f_);
+      if (n < 0) {
+        if (std::ferror(f_) != 0) error_ = errno != 0 ? errno : EIO;
+        return false;
+      }
+      ++line_;
+      std::string_view s(buf_, static_cast<std::size_t>(n));
+      while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t'))
+        s.remove_suffix(1);
+      while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+      if (s.empty() || s.front() == '#') continue;
+      out.emplace_back(s);
+    }
+    return true;
+  }
+  [[nodiscard]] int error() const noexcept { return error_; }
+  [[nodiscard]] std::uint64_t line() const noexcept { return line_; }
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+
+ private:
+  FILE* f_;
+  std::string name_;
+  char* buf_ = nullptr;
+  std::size_t cap_ = 0;
+  std::uint64_t line_ = 0;
+  int error_ = 0;
+};
+
+// Result lines, written in batches: a line is written before the loop next
+// waits for I/O (the flusher runs after the ready tasks of this turn).
+class result_writer {
+ public:
+  explicit result_writer(int fd) : fd_(fd) {}
+  void add(const fetch_result& r) {
+    append_result_line(buf_, r);
+    if (buf_.size() >= (256u << 10)) flush();
+    pending.set();
+  }
+  void flush() noexcept {
+    pending.clear();
+    std::size_t off = 0;
+    while (off < buf_.size() && error_ == 0) {
+      const ssize_t n = ::write(fd_, buf_.data() + off, buf_.size() - off);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        error_ = errno;
+        break;
+      }
+      off += static_cast<std::size_t>(n);
+    }
+    buf_.clear();
+  }
+  [[nodiscard]] int error() const noexcept { return error_; }
+  event pending{"fetch output"};
+
+ private:
+  int fd_;
+  std::string buf_;
+  int error_ = 0;
+};
+
+// Per item, across its attempts.
+struct item_state {
+  unsigned attempts = 0;
+  int status = 0;
+  std::uint64_t bytes = 0;
+  std::string body;
+};
+
+struct run_state {
+  const fetch_options& o;
+  event_loop& loop;
+  http::client client;
+  std::optional<rate_limiter> rate;
+  thread_pool input_pool;
+  std::shared_ptr<line_reader> file;
+  channel<input_item> inputs{1024, "fetch inputs"};
+  resume_scan resume;
+  result_writer out;
+  http::headers base_headers;
+  http::request_options ro;
+  retry_policy policy;
+  time_point started;
+
+  // Progress of the input.
+  std::uint64_t next_index = 0;
+  std::size_t next_arg = 0;
+  bool input_done = false;
+  std::string input_error;
+  std::uint64_t read = 0, skipped = 0, other_shards = 0;
+
+  // Results.
+  std::uint64_t ok = 0, failed = 0, retries = 0;
+  std::map<std::string, std::uint64_t> errors;
+  latency_histogram latency;
+  std::size_t in_flight = 0;
+  event idle{"fetch idle"};
+
+  // Stopping.
+  bool stopping = false;
+  bool deadline_hit = false;
+  int signal = 0;
+  std::string stop_reason;
+  join_handle<void> reader, window;
+
+  run_state(const fetch_options& opts, event_loop& l, http::client_options co, int out_fd)
+      : o(opts), loop(l), client(std::move(co)), input_pool(pool_options(l)), out(out_fd), started(l.now()) {}
+
+  static thread_pool_options pool_options(event_loop& l) {
+    thread_pool_options p;
+    p.name = "fetch-input";
+    p.threads = 1;
+    p.queue_capacity = 2;
+    p.abandon_grace =
+        std::chrono::milliseconds(100);  // a read blocked on a silent pipe is left behind at exit
+    p.attach_to = &l;
+    return p;
+  }
+
+  void request_stop(std::string reason) {
+    if (stopping) return;
+    stopping = true;
+    stop_reason = std::move(reason);
+    if (reader.valid() && !reader.done()) reader.cancel();
+    if (window.valid() && !window.done()) window.cancel();
+  }
+
+  void emit(const fetch_result& r) {
+    out.add(r);
+    if (r.ok) {
+      ++ok;
+    } else {
+      ++failed;
+      ++errors[std::string(r.error_kind)];
+    }
+    if (r.attempts > 1) retries += r.attempts - 1;
+    if (r.attempts > 0) latency.add(r.elapsed_ms);
+  }
+
+  void emit_cancelled(std::uint64_t index, std::string_view url, unsigned attempts, double elapsed_ms) {
+    fetch_result r;
+    r.index = index;
+    r.url = url;
+    r.attempts = attempts;
+    r.elapsed_ms = elapsed_ms;
+    r.error_kind = "cancelled";
+    r.error_message = stop_reason;
+    out.add(r);
+    ++failed;
+    ++errors["cancelled"];
+  }
+
+  [[nodiscard]] double ms_since(time_point t) const {
+    return std::chrono::duration<double, std::milli>(loop.now() - t).count();
+  }
+
+  // One attempt: a non-2xx response is an http_status_error (with its
+  // Retry-After), so the retry policy sees it.
+  task<http::response> attempt(const input_item& it, item_state& is) {
+    ++is.attempts;
+    if (rate) co_await rate->acquire();
+    http::headers h = base_headers;
+    http::response r =
+        co_await client.send(o.method, it.url, std::move(h), o.data.value_or(std::string()), ro);
+    is.status = r.status;
+    is.bytes = r.wire_body_bytes;
+    if (!r.ok()) {
+      std::optional<duration> retry_after;
+      if (auto v = r.headers.get("Retry-After")) retry_after = http::parse_retry_after(*v);
+      if (o.body) is.body = std::move(r.body);
+      std::string reason(http::reason_phrase(r.status));
+      throw http::http_status_error(
+          r.status, "HTTP " + std::to_string(r.status) + (reason.empty() ? "" : " " + reason), retry_after);
+    }
+    co_return r;
+  }
+
+  task<http::response> attempts(const input_item& it, item_state& is) {
+    if (policy.max_attempts <= 1) co_return co_await attempt(it, is);
+    auto make = [this, &it, &is] { return attempt(it, is); };
+    co_return co_await retry(policy, make);
+  }
+
+  // One input, start to result. Never throws: every way out writes a result.
+  task<void> fetch_one(input_item& it) {
+    ++in_flight;
+    const time_point start = loop.now();
+    fetch_result r;
+    r.index = it.index;
+    r.url = it.url;
+    item_state is;
+    std::optional<http::response> resp;
+    std::exception_ptr failure;
+    bool valid = true;
+    std::string message;
+    try {
+      (void)http::url::parse(it.url);
+    } catch (const std::exception& e) {
+      valid = false;
+      message = e.what();
+    }
+    if (!valid) {
+      r.error_kind = "invalid_url";
+      r.error_message = message;
+      emit(r);
+    } else if (stopping) {
+      emit_cancelled(it.index, it.url, 0, 0);
+    } else {
+      try {
+        resp.emplace(co_await attempts(it, is));
+      } catch (...) {
+        failure = std::current_exception();
+      }
+      r.attempts = is.attempts;
+      r.elapsed_ms = ms_since(start);
+      r.status = is.status;
+      r.bytes = is.bytes;
+      if (!failure) {
+        r.ok = true;
+        if (o.body) r.body = &resp->body;
+        emit(r);
+      } else {
+        std::string kind = classify(failure, message);
+        if (kind == "cancelled") {
+          emit_cancelled(it.index, it.url, is.attempts, r.elapsed_ms);
+        } else {
+          r.error_kind = kind;
+          r.error_message = message;
+          if (o.body && !is.body.empty()) r.body = &is.body;
+          emit(r);
+        }
+      }
+    }
+    if (--in_flight == 0) idle.set();
+  }
+
+  // The error's kind for the output (one of the documented kinds) and its message.
+  static std::string classify(const std::exception_ptr& e, std::string& message) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const spindle::error& err) {
+      message = err.what();
+      const std::string_view k = err.kind();
+      for (std::string_view known :
+           {"invalid_url", "dns", "connect", "tls", "timeout", "protocol", "http_status", "cancelled"}) {
+        if (k == known) return std::string(known);
+      }
+      message = std::string(k) + ": " + message;
+      return "rejected";
+    } catch (const std::exception& err) {
+      message = err.what();
+      return "rejected";
+    } catch (...) {
+      message = "unknown exception";
+      return "rejected";
+    }
+  }
+
+  // Hands one input to the window (or, once stopping, gives it its
+  // cancelled result at once: it was read).
+  task<void> offer(std::uint64_t index, std::string url) {
+    if (o.shard_n > 1 && index % o.shard_n != o.shard_k) {
+      ++other_shards;
+      co_return;
+    }
+    if (resume.has(index)) {
+      ++skipped;
+      co_return;
+    }
+    ++read;
+    if (stopping) {
+      emit_cancelled(index, url, 0, 0);
+      co_return;
+    }
+    input_item item;
+    item.index = index;
+    item.url = url;
+    std::exception_ptr failure;
+    try {
+      co_await inputs.send(std::move(item));
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    if (failure) emit_cancelled(index, url, 0, 0);  // cancelled (stopping): not sent
+  }
+
+  // Reads every input (or, after a stop, what is left: the deadline drain).
+  task<void> read_inputs() {
+    while (next_arg < o.urls.size()) {
+      const std::string& u = o.urls[next_arg++];
+      co_await offer(next_index++, u);
+    }
+    while (file && !input_done) {
+      // Named, not a temporary inside the co_await: g++ 12 destroys such
+      // temporaries' captures twice (DEVELOPERS.md). The job owns the reader
+      // (shared), so an abandoned read outlives this frame safely.
+      auto read_batch = [f = file] {
+        std::vector<std::string> lines;
+        const bool more = f->read_batch(lines, 1024);
+        return std::make_pair(more, std::move(lines));
+      };
+      auto batch = co_await run_blocking(input_pool, job_name{"read urls"}, std::move(read_batch));
+      for (std::string& line : batch.second) co_await offer(next_index++, std::move(line));
+      if (!batch.first) {
+        input_done = true;
+        if (file->error() != 0)
+          input_error = file->name() + ": line " + std::to_string(file->line() + 1) + ": " +
+                        std::strerror(file->error());
+      }
+    }
+    input_done = true;
+    inputs.close();
+  }
+
+  task<void> run_window() {
+    fanout_options fo;
+    fo.limit = o.concurrency;
+    auto fn = [this](input_item& it) { return fetch_one(it); };
+    auto stream = as_completed(inputs, fn, fo);
+    while (co_await stream.next()) {
+    }
+  }
+
+  task<void> flusher() {
+    for (;;) {
+      co_await out.pending.wait();
+      co_await yield();  // the other completions of this turn join the batch
+      out.flush();
+    }
+  }
+
+  void draw_progress(bool final) {
+    const std::uint64_t done = ok + failed;
+    const double secs = std::chrono::duration<double>(loop.now() - started).count();
+    char line[256];
+    if (input_done && read > 0) {
+      const double frac = static_cast<double>(done) / static_cast<double>(read);
+      char bar[26];
+      const int filled = static_cast<int>(frac * 24);
+      for (int i = 0; i < 24; ++i) bar[i] = i < filled ? '#' : '.';
+      bar[24] = '\0';
+      std::snprintf(line, sizeof line,
+                    "\r\x1b[K[%s] %3.0f%% %llu/%llu ok=%llu failed=%llu %zu in flight %.1f/s %.1fs", bar,
+                    frac * 100, static_cast<unsigned long long>(done), static_cast<unsigned long long>(read),
+                    static_cast<unsigned long long>(ok), static_cast<unsigned long long>(failed), in_flight,
+                    secs > 0 ? static_cast<double>(done) / secs : 0.0, secs);
+    } else {
+      std::snprintf(line, sizeof line,
+                    "\r\x1b[K%llu done ok=%llu failed=%llu %zu in flight %.1f/s %.1fs (reading input)",
+                    static_cast<unsigned long long>(done), static_cast<unsigned long long>(ok),
+                    static_cast<unsigned long long>(failed), in_flight,
+                    secs > 0 ? static_cast<double>(done) / secs : 0.0, secs);
+    }
+    std::fputs(final ? "\r\x1b[K" : line, stderr);
+    std::fflush(stderr);
+  }
+
+  task<void> progress() {
+    for (;;) {
+      co_await sleep_for(std::chrono::milliseconds(200));
+      draw_progress(false);
+    }
+  }
+
+  task<void> watch_signals(int sfd) {
+    async_fd io(loop, sfd);
+    for (;;) {
+      signalfd_siginfo si{};
+      const ssize_t n = ::read(sfd, &si, sizeof si);
+      if (n != static_cast<ssize_t>(sizeof si)) {
+        co_await io.wait_readable();
+        continue;
+      }
+      if (signal != 0) {
+        // A second signal: write what is done, and go.
+        out.flush();
+        std::fputs("\nspindle fetch: second signal, exiting at once\n", stderr);
+        ::_exit(128 + static_cast<int>(si.ssi_signo));
+      }
+      signal = static_cast<int>(si.ssi_signo);
+      const char* name = signal == SIGINT ? "SIGINT" : "SIGTERM";
+      if (!o.quiet)
+        std::fprintf(
+            stderr,
+            "\nspindle fetch: %s: stopping (in-flight requests are cancelled; again to exit at once)\n",
+            name);
+      if (stopping) {
+        stop_reason += std::string("; then interrupted by ") + name;
+      } else {
+        request_stop(std::string("interrupted by ") + name + " before this input finished");
+      }
+    }
+  }
+
+  task<void> deadline_timer() {
+    co_await sleep_for(o.deadline);
+    deadline_hit = true;
+    request_stop("the run's --deadline of " + format_duration(o.deadline) +
+                 " passed before this input finished");
+  }
+
+  static task<void> join_quietly(join_handle<void>& h) {
+    std::exception_ptr e;
+    try {
+      co_await h;
+    } catch (...) {
+      e = std::current_exception();  // cancelled: what it did is accounted for by the items
+    }
+  }
+
+  task<int> main(int sfd) {
+    auto flushing = loop.spawn(flusher(), "fetch-flusher");
+    auto signals = loop.spawn(watch_signals(sfd), "fetch-signals");
+    std::optional<join_handle<void>> progressing, timer;
+    const bool show_progress = o.progress == 1 || (o.progress == -1 && !o.quiet && ::isatty(2) != 0);
+    if (show_progress) progressing.emplace(loop.spawn(progress(), "fetch-progress"));
+    if (o.deadline > duration::zero()) timer.emplace(loop.spawn(deadline_timer(), "fetch-deadline"));
+    reader = loop.spawn(read_inputs(), "fetch-reader");
+    window = loop.spawn(run_window(), "fetch-window");
+    co_await join_quietly(window);
+    co_await join_quietly(reader);
+    while (in_flight > 0) {
+      idle.clear();
+      co_await idle.wait();
+    }
+    // Read but never started: cancelled results.
+    while (auto it = inputs.try_receive()) emit_cancelled(it->index, it->url, 0, 0);
+    // After the deadline, the rest of the input is read too: every input
+    // gets its result (a signal means "stop now": no drain).
+    if (deadline_hit && signal == 0 && !input_done) co_await read_inputs();
+    if (timer) timer->cancel();
+    if (progressing) {
+      progressing->cancel();
+      draw_progress(true);
+    }
+    signals.cancel();
+    flushing.cancel();
+    out.flush();
+    if (signal != 0) co_return 128 + signal;
+    if (out.error() != 0) co_return exit_io;
+    if (!input_error.empty()) co_return exit_usage;
+    co_return failed > 0 ? exit_failed : exit_ok;
+  }
+
+  void print_summary(int code, const std::string& out_name) const {
+    const double secs = std::chrono::duration<double>(loop.now() - started).count();
+    const std::uint64_t done = ok + failed;
+    std::fprintf(stderr, "ok=%llu failed=%llu elapsed_s=%.3f rps=%.1f\n", static_cast<unsigned long long>(ok),
+                 static_cast<unsigned long long>(failed), secs,
+                 secs > 0 ? static_cast<double>(done) / secs : 0.0);
+    if (o.quiet) return;
+    std::fprintf(stderr, "latency_ms p50=%.1f p90=%.1f p99=%.1f max=%.1f\n", latency.quantile(0.5),
+                 latency.quantile(0.9), latency.quantile(0.99), latency.max());
+    std::string errs;
+    for (const auto& [kind, n] : errors) errs += " " + kind + "=" + std::to_string(n);
+    std::fprintf(stderr, "errors%s\n", errs.empty() ? " none" : errs.c_str());
+    const http::client_statistics cs = client.statistics();
+    std::fprintf(stderr, "retries=%llu connections opened=%llu reused=%llu\n",
+                 static_cast<unsigned long long>(retries), static_cast<unsigned long long>(cs.created),
+                 static_cast<unsigned long long>(cs.reused));
+    if (o.resume)
+      std::fprintf(stderr, "resume: %llu inputs already had a final result in %s (skipped)\n",
+                   static_cast<unsigned long long>(skipped), out_name.c_str());
+    if (o.shard_n > 1)
+      std::fprintf(stderr, "shard %llu/%llu: %llu inputs here, %llu left to the other shards\n",
+                   static_cast<unsigned long long>(o.shard_k), static_cast<unsigned long long>(o.shard_n),
+                   static_cast<unsigned long long>(read + skipped),
+                   static_cast<unsigned long long>(other_shards));
+    if (!input_error.empty()) std::fprintf(stderr, "spindle fetch: reading %s\n", input_error.c_str());
+    if (out.error() != 0)
+      std::fprintf(stderr, "spindle fetch: writing %s: %s\n", out_name.c_str(), std::strerror(out.error()));
+    if (code >= 128 || deadline_hit) {
+      std::fprintf(stderr,
+                   "stopped early: unfinished inputs have a 'cancelled' result; run again with --resume%s to "
+                   "complete the run\n",
+                   out_name == "stdout" ? " and --out FILE" : "");
+    }
+  }
+};
+
+// Signals become a descriptor the loop watches. Blocked in this thread
+// before any other thread exists, so every thread inherits the mask.
+int block_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);  // a closed stdout is a write error, not a silent death
+  return ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+bool idempotent(std::string_view m) {
+  return m == "GET" || m == "HEAD" || m == "PUT" || m == "DELETE" || m == "OPTIONS" || m == "TRACE";
+}
+
+}  // namespace
+
+int run_fetch(const fetch_options& opts) {
+  auto usage = [](const std::string& msg) {
+    std::fprintf(stderr, "spindle fetch: %s\n", msg.c_str());
+    return exit_usage;
+  };
+  if (opts.urls.empty() && opts.urls_file.empty())
+    return usage("no URLs: give them as arguments or with --urls FILE (- for stdin)");
+  const bool to_stdout = opts.out.empty() || opts.out == "-";
+  if (opts.resume && to_stdout) return usage("--resume needs --out FILE (the results of the earlier run)");
+
+  // The input file: opened now, so a bad path is a usage error before anything starts.
+  std::shared_ptr<line_reader> file;
+  if (!opts.urls_file.empty()) {
+    FILE* f = opts.urls_file == "-" ? stdin : std::fopen(opts.urls_file.c_str(), "r");
+    if (f == nullptr) return usage("--urls " + opts.urls_file + ": " + std::strerror(errno));
+    file = std::make_shared<line_reader>(f, opts.urls_file == "-" ? std::string("stdin") : opts.urls_file);
+  }
+  resume_scan scan;
+  if (opts.resume) {
+    try {
+      scan = prepare_resume(opts.out);
+    } catch (const std::exception& e) {
+      return usage(std::string("--resume: ") + e.what());
+    }
+  }
+  int out_fd = 1;
+  if (!to_stdout) {
+    out_fd =
+        ::open(opts.out.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (opts.resume ? O_APPEND : O_TRUNC), 0644);
+    if (out_fd < 0) return usage("--out " + opts.out + ": " + std::strerror(errno));
+  }
+  const int sfd = block_signals();
+  if (sfd < 0) return usage(std::string("signalfd: ") + std::strerror(errno));
+
+  http::client_options co;
+  co.max_connections_per_origin = opts.per_host != 0 ? opts.per_host : opts.concurrency;
+  co.max_connections_total = std::max<std::size_t>(opts.concurrency, co.max_connections_per_origin);
+  co.connect_timeout = opts.timeout;
+  co.header_timeout = opts.timeout;
+  co.request_timeout = opts.timeout;
+  co.max_response_bytes = opts.max_body;
+  co.max_redirects = opts.max_redirects;
+  co.verify_tls = !opts.insecure;
+
+  event_loop::options lo;
+  lo.name = "spindle-fetch";
+  event_loop loop(lo);
+  int code = exit_ok;
+  {
+    std::unique_ptr<run_state> st;
+    auto run = [&]() -> task<int> {
+      st = std::make_unique<run_state>(opts, loop, co, out_fd);
+      st->file = file;
+      st->resume = std::move(scan);
+      for (const auto& [k, v] : opts.headers) st->base_headers.add(k, v);
+      st->ro.timeout = opts.timeout;
+      st->ro.keep_body = opts.body;
+      st->ro.max_response_bytes = opts.max_body;
+      const bool retryable_method = opts.retry_unsafe || idempotent(opts.method);
+      st->policy = http::http_retry_policy(opts.method, retryable_method ? opts.retries + 1 : 1, opts.backoff,
+                                           opts.retry_unsafe);
+      // A Retry-After beyond max_retry_after ends the item with its status instead of a long wait.
+      auto base = st->policy.retryable;
+      const duration cap = opts.max_retry_after;
+      st->policy.retryable = [base, cap](const std::exception_ptr& e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const http::http_status_error& s) {
+          if (s.retry_after() && *s.retry_after() > cap) return false;
+        } catch (...) {
+        }
+        return base ? base(e) : false;
+      };
+      if (opts.rate > 0) st->rate.emplace(opts.rate, std::max(1.0, opts.rate / 10), "fetch --rate");
+      co_return co_await st->main(sfd);
+    };
+    code = loop.run(run());
+    if (st) st->print_summary(code, to_stdout ? std::string("stdout") : opts.out);
+    st.reset();
+  }
+  ::close(sfd);
+  if (!to_stdout) ::close(out_fd);
+  return code;
+}
+
+}  // namespace spindle::cli

@@ -1,0 +1,53 @@
+#pragma once
+// `spindle fetch`: fetch many URLs concurrently, one JSON Lines result per
+// input (docs/cli.md).
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "spindle/clock.hpp"
+
+namespace spindle::cli {
+
+struct fetch_options {
+  std::vector<std::string> urls;  ///< from the command line, before --urls
+  std::string urls_file;          ///< "-": stdin; empty: none
+  std::size_t concurrency = 64;
+  std::size_t per_host = 0;  ///< 0: as many as concurrency
+  duration timeout = std::chrono::seconds(10);
+  duration deadline = duration::zero();  ///< whole run; zero: none
+  unsigned retries = 2;
+  duration backoff = std::chrono::milliseconds(100);
+  std::string out;  ///< empty or "-": stdout
+  bool body = false;
+  std::uint64_t max_body = 64ull * 1024 * 1024;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string method = "GET";
+  std::optional<std::string> data;  ///< the request body (already read from @FILE)
+  bool insecure = false;
+  bool resume = false;
+  bool retry_unsafe = false;
+  bool quiet = false;
+  int progress = -1;  ///< -1: when stderr is a terminal; 0 off; 1 on
+  double rate = 0;    ///< requests per second, 0: unlimited
+  std::uint64_t shard_k = 0;
+  std::uint64_t shard_n = 1;
+  int max_redirects = 10;
+  duration max_retry_after = std::chrono::seconds(60);
+};
+
+/// Exit codes.
+inline constexpr int exit_ok = 0;
+inline constexpr int exit_io = 1;  ///< the output could not be written
+inline constexpr int exit_usage = 2;
+inline constexpr int exit_failed = 3;
+inline constexpr int exit_interrupted = 130;
+
+/// Runs the fetch; returns the exit code. Usage problems found before the
+/// run starts (an unreadable --urls or --out) print one line and return 2.
+[[nodiscard]] int run_fetch(const fetch_options& opts);
+
+}  // namespace spindle::cli

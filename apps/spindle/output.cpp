@@ -1,0 +1,236 @@
+#include "output.hpp"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+namespace spindle::cli {
+
+namespace {
+
+// Length of the UTF-8 sequence at s[i] (1..4), or 0 when it is invalid.
+std::size_t utf8_length(std::string_view s, std::size_t i) noexcept {
+  const auto c = static_cast<unsigned char>(s[i]);
+  std::size_t n = 0;
+  std::uint32_t cp = 0;
+  if (c < 0x80) return 1;
+  if ((c & 0xE0) == 0xC0) {
+    n = 2;
+    cp = c & 0x1F;
+  } else if ((c & 0xF0) == 0xE0) {
+    n = 3;
+    cp = c & 0x0F;
+  } else if ((c & 0xF8) == 0xF0) {
+    n = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  for (std::size_t k = 1; k < n; ++k) {
+    const auto cc = static_cast<unsigned char>(s[i + k]);
+    if ((cc & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (cc & 0x3F);
+  }
+  // Overlong forms, surrogates, beyond U+10FFFF.
+  if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+      (cp >= 0xD800 && cp <= 0xDFFF))
+    return 0;
+  return n;
+}
+
+}  // namespace
+
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out += '"';
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      const std::size_t n = utf8_length(s, i);
+      if (n == 0) {
+        out += "\\ufffd";
+        ++i;
+      } else {
+        out.append(s.data() + i, n);
+        i += n;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c == 0x7F) {
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 15];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+    ++i;
+  }
+  out += '"';
+}
+
+bool is_text(std::string_view s) noexcept {
+  for (std::size_t i = 0; i < s.size();) {
+    if (s[i] == '\0') return false;
+    const std::size_t n = utf8_length(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+std::string base64(std::string_view s) {
+  static constexpr char table[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((s.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < s.size(); i += 3) {
+    const std::uint32_t v = (static_cast<unsigned char>(s[i]) << 16) |
+                            (static_cast<unsigned char>(s[i + 1]) << 8) |
+                            static_cast<unsigned char>(s[i + 2]);
+    out += table[(v >> 18) & 63];
+    out += table[(v >> 12) & 63];
+    out += table[(v >> 6) & 63];
+    out += table[v & 63];
+  }
+  if (i < s.size()) {
+    std::uint32_t v = static_cast<unsigned char>(s[i]) << 16;
+    if (i + 1 < s.size()) v |= static_cast<unsigned char>(s[i + 1]) << 8;
+    out += table[(v >> 18) & 63];
+    out += table[(v >> 12) & 63];
+    out += i + 1 < s.size() ? table[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+void append_result_line(std::string& out, const fetch_result& r) {
+  char num[64];
+  out += "{\"index\":";
+  out += std::to_string(r.index);
+  out += ",\"url\":";
+  append_json_string(out, r.url);
+  out += r.ok ? ",\"ok\":true,\"status\":" : ",\"ok\":false,\"status\":";
+  out += r.status != 0 ? std::to_string(r.status) : "null";
+  out += ",\"attempts\":";
+  out += std::to_string(r.attempts);
+  std::snprintf(num, sizeof num, ",\"elapsed_ms\":%.3f", r.elapsed_ms);
+  out += num;
+  out += ",\"bytes\":";
+  out += std::to_string(r.bytes);
+  if (!r.ok) {
+    out += ",\"error\":{\"kind\":";
+    append_json_string(out, r.error_kind);
+    out += ",\"message\":";
+    append_json_string(out, r.error_message);
+    out += '}';
+  }
+  if (r.body != nullptr) {
+    out += ",\"body\":";
+    if (is_text(*r.body)) {
+      append_json_string(out, *r.body);
+    } else {
+      out += '"';
+      out += base64(*r.body);
+      out += "\",\"body_encoding\":\"base64\"";
+    }
+  }
+  out += "}\n";
+}
+
+resume_scan prepare_resume(const std::string& path) {
+  resume_scan scan;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (::access(path.c_str(), F_OK) != 0) return scan;  // nothing yet: a fresh run
+    throw std::runtime_error("cannot read " + path + " to resume from it");
+  }
+  bool rewrite = false;
+  std::string line;
+  while (std::getline(in, line)) {
+    const bool complete = !in.eof();  // getline hit a newline
+    if (!complete) scan.truncated_tail = true;
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    bool keep = false;
+    if (complete && j.is_object() && j.contains("index") && j["index"].is_number_unsigned()) {
+      const auto index = j["index"].get<std::uint64_t>();
+      const bool cancelled =
+          j.contains("error") && j["error"].is_object() && j["error"].value("kind", "") == "cancelled";
+      if (!cancelled && !scan.has(index)) {
+        if (scan.done.size() <= index) scan.done.resize(index + 1, false);
+        scan.done[index] = true;
+        keep = true;
+      }
+    }
+    if (keep) {
+      ++scan.final_results;
+    } else {
+      ++scan.dropped;
+      rewrite = true;
+    }
+  }
+  if (in.bad()) throw std::runtime_error("reading " + path + " failed");
+  if (!rewrite) return scan;
+  // Rewrite without the dropped lines (a second pass: memory stays bounded).
+  in.clear();
+  in.seekg(0);
+  const std::string tmp = path + ".resume-tmp";
+  {
+    std::ofstream outf(tmp, std::ios::binary | std::ios::trunc);
+    if (!outf) throw std::runtime_error("cannot write " + tmp + " (needed to drop cancelled results)");
+    std::vector<bool> seen(scan.done.size(), false);
+    while (std::getline(in, line)) {
+      if (in.eof()) break;  // the unterminated tail
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_object() || !j.contains("index") || !j["index"].is_number_unsigned()) continue;
+      const auto index = j["index"].get<std::uint64_t>();
+      const bool cancelled =
+          j.contains("error") && j["error"].is_object() && j["error"].value("kind", "") == "cancelled";
+      if (cancelled || index >= seen.size() || seen[index]) continue;
+      seen[index] = true;
+      outf << line << '\n';
+    }
+    outf.flush();
+    if (!outf) throw std::runtime_error("writing " + tmp + " failed");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    throw std::runtime_error("cannot replace " + path + " with " + tmp);
+  return scan;
+}
+
+void latency_histogram::add(double ms) {
+  // Bucket b holds [1.01^b, 1.01^(b+1)) microseconds.
+  const double us = std::max(1.0, ms * 1000);
+  const auto b = static_cast<std::size_t>(std::log(us) / std::log(1.01));
+  if (buckets_.size() <= b) buckets_.resize(b + 1, 0);
+  ++buckets_[b];
+  ++count_;
+  max_ = std::max(max_, ms);
+}
+
+double latency_histogram::quantile(double q) const {
+  if (count_ == 0) return 0;
+  const auto rank = static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(count_)));
+  std::uint64_t seen = 0;
+  for (std::size_t b = 0; b < buckets_.size(); ++b) {
+    seen += buckets_[b];
+    if (seen >= rank && buckets_[b] != 0) {
+      return std::min(max_, std::pow(1.01, static_cast<double>(b) + 0.5) / 1000);
+    }
+  }
+  return max_;
+}
+
+}  // namespace spindle::cli

@@ -1,0 +1,63 @@
+#pragma once
+// The fetch's output side: one JSON line per result, the resume scan of an
+// earlier output file, and the latency histogram of the summary.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace spindle::cli {
+
+/// One input's final result.
+struct fetch_result {
+  std::uint64_t index = 0;
+  std::string_view url;
+  bool ok = false;
+  int status = 0;  ///< 0: no response (null in JSON)
+  unsigned attempts = 0;
+  double elapsed_ms = 0;
+  std::uint64_t bytes = 0;
+  std::string_view error_kind;  ///< empty when ok
+  std::string_view error_message;
+  const std::string* body = nullptr;  ///< with --body
+};
+
+/// Appends `s` as a JSON string (quoted, escaped; invalid UTF-8 bytes become U+FFFD).
+void append_json_string(std::string& out, std::string_view s);
+/// True when `s` is valid UTF-8 without NUL bytes.
+[[nodiscard]] bool is_text(std::string_view s) noexcept;
+/// Standard base64 with padding.
+[[nodiscard]] std::string base64(std::string_view s);
+/// The result as one JSON object and a newline.
+void append_result_line(std::string& out, const fetch_result& r);
+
+/// What an earlier output file already holds, for --resume.
+struct resume_scan {
+  std::vector<bool> done;           ///< by index: a final result (anything but cancelled)
+  std::uint64_t final_results = 0;  ///< lines kept
+  std::uint64_t dropped = 0;        ///< cancelled, duplicate or unreadable lines to drop
+  bool truncated_tail = false;      ///< the last line had no newline (a crash mid-write)
+  [[nodiscard]] bool has(std::uint64_t index) const noexcept { return index < done.size() && done[index]; }
+};
+/// Reads `path` (a missing file is an empty scan). When lines must be
+/// dropped, rewrites the file without them (through a temporary file and a
+/// rename), so the resumed run appends to final results only and the file
+/// ends with one line per input. Throws std::runtime_error with the reason.
+[[nodiscard]] resume_scan prepare_resume(const std::string& path);
+
+/// Log-bucketed latencies (about 1% resolution), bounded memory.
+class latency_histogram {
+ public:
+  void add(double ms);
+  [[nodiscard]] double quantile(double q) const;  ///< 0 when empty
+  [[nodiscard]] double max() const noexcept { return max_; }
+  [[nodiscard]] std::uint64_t count() const noexcept { return count_; }
+
+ private:
+  std::vector<std::uint64_t> buckets_;
+  std::uint64_t count_ = 0;
+  double max_ = 0;
+};
+
+}  // namespace spindle::cli

@@ -1,0 +1,140 @@
+#include "parse.hpp"
+
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <optional>
+#include <stdexcept>
+
+namespace spindle::cli {
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// A non-negative decimal number at the start of `s`; `s` keeps the rest.
+std::optional<double> leading_number(std::string_view& s) {
+  std::size_t i = 0;
+  bool digits = false;
+  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) != 0 || s[i] == '.')) {
+    digits = digits || s[i] != '.';
+    ++i;
+  }
+  if (!digits) return std::nullopt;
+  double v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + i, v);
+  if (ec != std::errc{} || end != s.data() + i || !std::isfinite(v)) return std::nullopt;
+  s.remove_prefix(i);
+  return v;
+}
+
+}  // namespace
+
+duration parse_duration(std::string_view text) {
+  std::string_view s = trim(text);
+  const std::string expected = "bad duration '" + std::string(text) + "' (expected e.g. 250ms, 2s, 1m)";
+  auto v = leading_number(s);
+  if (!v) throw std::invalid_argument(expected);
+  double seconds = 0;
+  s = trim(s);
+  if (s.empty() || s == "s") {
+    seconds = *v;
+  } else if (s == "ms") {
+    seconds = *v / 1e3;
+  } else if (s == "us") {
+    seconds = *v / 1e6;
+  } else if (s == "m" || s == "min") {
+    seconds = *v * 60;
+  } else if (s == "h") {
+    seconds = *v * 3600;
+  } else {
+    throw std::invalid_argument(expected);
+  }
+  if (seconds > 365.0 * 24 * 3600) throw std::invalid_argument(expected + ": more than a year");
+  return std::chrono::duration_cast<duration>(std::chrono::duration<double>(seconds));
+}
+
+double parse_rate(std::string_view text) {
+  std::string_view s = trim(text);
+  const std::string expected = "bad rate '" + std::string(text) + "' (expected e.g. 50/s, 600/m)";
+  auto v = leading_number(s);
+  if (!v || *v <= 0) throw std::invalid_argument(expected);
+  s = trim(s);
+  if (s.empty() || s == "/s") return *v;
+  if (s == "/m") return *v / 60;
+  if (s == "/h") return *v / 3600;
+  throw std::invalid_argument(expected);
+}
+
+shard_spec parse_shard(std::string_view text) {
+  const std::string expected =
+      "bad shard '" + std::string(text) + "' (expected K/N with 0 <= K < N, e.g. 0/4)";
+  const std::string_view s = trim(text);
+  const auto slash = s.find('/');
+  if (slash == std::string_view::npos) throw std::invalid_argument(expected);
+  shard_spec r;
+  auto a = std::from_chars(s.data(), s.data() + slash, r.k);
+  auto b = std::from_chars(s.data() + slash + 1, s.data() + s.size(), r.n);
+  if (a.ec != std::errc{} || a.ptr != s.data() + slash || b.ec != std::errc{} ||
+      b.ptr != s.data() + s.size() || r.n == 0 || r.k >= r.n)
+    throw std::invalid_argument(expected);
+  return r;
+}
+
+std::pair<std::string, std::string> parse_header(std::string_view text) {
+  const auto colon = text.find(':');
+  const std::string expected = "bad header '" + std::string(text) + "' (expected 'Name: value')";
+  if (colon == std::string_view::npos) throw std::invalid_argument(expected);
+  const std::string_view name = trim(text.substr(0, colon));
+  if (name.empty()) throw std::invalid_argument(expected);
+  for (char c : name) {
+    if (c <= ' ' || c == ':' || c == 127) throw std::invalid_argument(expected);
+  }
+  const std::string_view value = trim(text.substr(colon + 1));
+  for (char c : value) {
+    if (c == '\r' || c == '\n' || c == '\0')
+      throw std::invalid_argument(expected + ": control character in the value");
+  }
+  return {std::string(name), std::string(value)};
+}
+
+std::uint64_t parse_bytes(std::string_view text) {
+  const std::string_view s = trim(text);
+  const std::string expected = "bad size '" + std::string(text) + "' (expected e.g. 1048576, 64k, 10M)";
+  std::uint64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || end == s.data()) throw std::invalid_argument(expected);
+  std::string_view unit = trim(std::string_view(end, static_cast<std::size_t>(s.data() + s.size() - end)));
+  std::uint64_t mult = 1;
+  if (unit.empty() || unit == "B" || unit == "b") {
+    mult = 1;
+  } else if (unit == "k" || unit == "K" || unit == "KiB") {
+    mult = 1024;
+  } else if (unit == "M" || unit == "MiB") {
+    mult = 1024 * 1024;
+  } else if (unit == "G" || unit == "GiB") {
+    mult = 1024ull * 1024 * 1024;
+  } else {
+    throw std::invalid_argument(expected);
+  }
+  if (v > UINT64_MAX / mult) throw std::invalid_argument(expected + ": too large");
+  return v * mult;
+}
+
+std::string format_duration(duration d) {
+  const double ms = std::chrono::duration<double, std::milli>(d).count();
+  char buf[64];
+  if (ms < 1000) {
+    std::snprintf(buf, sizeof buf, "%g ms", ms);
+  } else {
+    std::snprintf(buf, sizeof buf, "%g s", ms / 1000);
+  }
+  return buf;
+}
+
+}  // namespace spindle::cli

@@ -1,0 +1,468 @@
+// The `spindle` binary end to end: run as a child process against the
+// fault-injection server and the demo's mock API on 127.0.0.1, its JSON
+// Lines output parsed and checked (one result per input, kinds, attempts,
+// exit codes, --resume after SIGINT, --shard, bounded memory).
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mock_api.hpp"
+#include "output.hpp"
+#include "parse.hpp"
+#include "support/fault_server.hpp"
+
+extern char** environ;
+
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+struct run_result {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+  long max_rss_kb = 0;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+class temp_dir {
+ public:
+  temp_dir() {
+    char tmpl[] = "/tmp/spindle-cli-test-XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~temp_dir() { std::filesystem::remove_all(path_); }
+  [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Starts `spindle args...`; stdout/stderr to files in `dir`.
+pid_t start(const temp_dir& dir, const std::vector<std::string>& args, const std::string& stdin_file = "") {
+  std::vector<std::string> all{SPINDLE_CLI_PATH};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, dir.file("stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, dir.file("stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 0, stdin_file.empty() ? "/dev/null" : stdin_file.c_str(), O_RDONLY,
+                                   0);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, SPINDLE_CLI_PATH, &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  EXPECT_EQ(rc, 0) << "posix_spawn " << SPINDLE_CLI_PATH;
+  return pid;
+}
+
+// Waits (bounded: a hang fails the test, the child is killed).
+run_result finish(const temp_dir& dir, pid_t pid, std::chrono::seconds limit = 120s) {
+  run_result r;
+  const auto until = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  rusage ru{};
+  for (;;) {
+    const pid_t got = ::wait4(pid, &status, WNOHANG, &ru);
+    if (got == pid) break;
+    if (std::chrono::steady_clock::now() > until) {
+      ::kill(pid, SIGKILL);
+      ::wait4(pid, &status, 0, &ru);
+      ADD_FAILURE() << "spindle did not finish within " << limit.count() << " s";
+      break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.max_rss_kb = ru.ru_maxrss;
+  r.out = slurp(dir.file("stdout"));
+  r.err = slurp(dir.file("stderr"));
+  return r;
+}
+
+run_result run(const temp_dir& dir, const std::vector<std::string>& args,
+               const std::string& stdin_file = "") {
+  return finish(dir, start(dir, args, stdin_file));
+}
+
+std::vector<json> lines_of(const std::string& text) {
+  std::vector<json> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = json::parse(line, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << line;
+    if (!j.is_discarded()) out.push_back(j);
+  }
+  return out;
+}
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+}
+
+// Every index 0..n-1 exactly once.
+void expect_one_result_per_input(const std::vector<json>& results, std::size_t n) {
+  std::set<std::uint64_t> seen;
+  for (const auto& r : results) {
+    EXPECT_TRUE(seen.insert(r["index"].get<std::uint64_t>()).second) << "duplicate index " << r["index"];
+  }
+  EXPECT_EQ(results.size(), n);
+  EXPECT_EQ(seen.size(), n);
+  if (!seen.empty()) {
+    EXPECT_EQ(*seen.rbegin(), n - 1);
+  }
+}
+
+spindle::test::fault_server& faults() {
+  static spindle::test::fault_server server;
+  return server;
+}
+
+TEST(CliFetch, ExactlyOneTypedResultPerInputUnderFaults) {
+  temp_dir dir;
+  const std::string b = faults().base_url();
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {b + "/ok", ""},
+      {b + "/status?code=500", "http_status"},
+      {b + "/delay?ms=60000", "timeout"},
+      {b + "/reset-headers", "connect"},
+      {b + "/malformed-status", "protocol"},
+      {"htp:/x", "invalid_url"},
+      {"http:///nohost", "invalid_url"},
+      {"ftp://example.com/", "invalid_url"},
+      {"http://127.0.0.1:1/", "connect"},
+      {b + "/status?code=404", "http_status"},
+      {b + "/chunked", ""},
+      {b + "/gzip", ""},
+  };
+  std::string list = "# a comment, then a blank line\n\n";
+  for (const auto& [u, kind] : cases) list += u + "\n";
+  write_file(dir.file("urls.txt"), list);
+  run_result r = run(dir, {"fetch", "--urls", dir.file("urls.txt"), "--timeout", "500ms", "--backoff", "5ms",
+                           "--retries", "2", "--no-progress"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  auto results = lines_of(r.out);
+  expect_one_result_per_input(results, cases.size());
+  for (const auto& res : results) {
+    const auto& [u, kind] = cases[res["index"].get<std::size_t>()];
+    EXPECT_EQ(res["url"], u);
+    EXPECT_EQ(res["ok"].get<bool>(), kind.empty()) << res.dump();
+    if (!kind.empty()) {
+      EXPECT_EQ(res["error"]["kind"], kind) << res.dump();
+    }
+    // Retried: connect errors, timeouts, 5xx. Not: 4xx, protocol, bad URLs.
+    const unsigned attempts = res["attempts"].get<unsigned>();
+    if (kind == "invalid_url") {
+      EXPECT_EQ(attempts, 0u) << res.dump();
+    } else if (kind == "timeout" || kind == "connect" || u.ends_with("code=500")) {
+      EXPECT_EQ(attempts, 3u) << res.dump();
+    } else {
+      EXPECT_EQ(attempts, 1u) << res.dump();
+    }
+  }
+  EXPECT_TRUE(first_line(r.err).starts_with("ok=3 failed=9 elapsed_s=")) << r.err;
+  EXPECT_NE(r.err.find("latency_ms p50="), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("invalid_url=3"), std::string::npos) << r.err;
+}
+
+TEST(CliFetch, AllOkExitsZeroAndFieldsAreComplete) {
+  temp_dir dir;
+  const std::string b = faults().base_url();
+  run_result r = run(dir, {"fetch", "--body", "-q", b + "/ok", b + "/chunked"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  auto results = lines_of(r.out);
+  expect_one_result_per_input(results, 2);
+  for (const auto& res : results) {
+    for (const char* field : {"index", "url", "ok", "status", "attempts", "elapsed_ms", "bytes", "body"})
+      EXPECT_TRUE(res.contains(field)) << field << " missing: " << res.dump();
+    EXPECT_EQ(res["status"], 200);
+    EXPECT_FALSE(res.contains("error"));
+  }
+  EXPECT_TRUE(first_line(r.err).starts_with("ok=2 failed=0 elapsed_s=")) << r.err;
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "--quiet prints the first summary line only: " << r.err;
+}
+
+TEST(CliFetch, RetryAfterIsHonouredAndOnlyIdempotentMethodsAreRetried) {
+  temp_dir dir;
+  const std::string b = faults().base_url();
+  run_result get =
+      run(dir, {"fetch", "-q", "--retries", "1", "--backoff", "1ms", b + "/status?code=429&retry_after=1"});
+  auto g = lines_of(get.out);
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_EQ(g[0]["attempts"], 2);
+  EXPECT_GE(g[0]["elapsed_ms"].get<double>(), 1000.0) << "Retry-After: 1 was not waited for";
+  EXPECT_EQ(g[0]["status"], 429);
+
+  run_result post = run(dir, {"fetch", "-q", "--data", "x", "--backoff", "1ms", b + "/status?code=503"});
+  auto p = lines_of(post.out);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0]["attempts"], 1) << "POST is not retried by default";
+  run_result unsafe =
+      run(dir, {"fetch", "-q", "--data", "x", "--retry-unsafe", "--backoff", "1ms", b + "/status?code=503"});
+  auto u = lines_of(unsafe.out);
+  ASSERT_EQ(u.size(), 1u);
+  EXPECT_EQ(u[0]["attempts"], 3);
+}
+
+TEST(CliFetch, UsageErrorsExitTwoWithOneLineSayingWhatAndWhere) {
+  temp_dir dir;
+  struct usage_case {
+    std::vector<std::string> args;
+    std::string mentions;
+  };
+  const std::vector<usage_case> cases{
+      {{"fetch", "--no-such-flag", "http://x/"}, "--no-such-flag"},
+      {{"fetch", "--timeout", "5x", "http://x/"}, "--timeout"},
+      {{"fetch", "--deadline", "soon", "http://x/"}, "--deadline"},
+      {{"fetch", "--concurrency", "0", "http://x/"}, "--concurrency"},
+      {{"fetch", "--shard", "3/2", "http://x/"}, "--shard"},
+      {{"fetch", "--rate", "fast", "http://x/"}, "--rate"},
+      {{"fetch", "--header", "no colon", "http://x/"}, "--header"},
+      {{"fetch", "--urls", "/nonexistent/urls.txt"}, "/nonexistent/urls.txt"},
+      {{"fetch", "--resume", "http://x/"}, "--resume"},
+      {{"fetch"}, "no URLs"},
+      {{"demo", "no-such-scene"}, "no-such-scene"},
+  };
+  for (const auto& c : cases) {
+    run_result r = run(dir, c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.mentions << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
+    EXPECT_NE(r.err.find(c.mentions), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+}
+
+TEST(CliFetch, ResumeAfterSigintCompletesTheSetWithoutDuplicates) {
+  temp_dir dir;
+  spindle::cli::mock_api api;
+  constexpr int n = 120;
+  std::string list;
+  for (int i = 0; i < n; ++i) list += api.base_url() + "/items/" + std::to_string(i) + "?delay_ms=100\n";
+  write_file(dir.file("urls.txt"), list);
+  const std::string out = dir.file("results.jsonl");
+  // 120 items of 100 ms, 8 at a time: 1.5 s; interrupted after 0.5 s.
+  pid_t pid = start(
+      dir, {"fetch", "--urls", dir.file("urls.txt"), "--concurrency", "8", "--out", out, "--no-progress"});
+  std::this_thread::sleep_for(500ms);
+  ::kill(pid, SIGINT);
+  run_result first = finish(dir, pid);
+  EXPECT_EQ(first.exit_code, 130) << first.err;
+  auto partial = lines_of(slurp(out));
+  std::size_t cancelled = 0, ok = 0;
+  std::set<std::uint64_t> seen;
+  for (const auto& r : partial) {
+    EXPECT_TRUE(seen.insert(r["index"].get<std::uint64_t>()).second) << "duplicate " << r["index"];
+    if (r["ok"].get<bool>()) {
+      ++ok;
+    } else {
+      EXPECT_EQ(r["error"]["kind"], "cancelled") << r.dump();
+      ++cancelled;
+    }
+  }
+  EXPECT_GT(ok, 0u);
+  EXPECT_GT(cancelled, 0u) << "the in-flight requests end as cancelled";
+  EXPECT_LE(partial.size(), static_cast<std::size_t>(n));  // every input read so far has its result
+  EXPECT_NE(first.err.find("--resume"), std::string::npos) << first.err;
+
+  run_result second = run(dir, {"fetch", "--urls", dir.file("urls.txt"), "--concurrency", "8", "--out", out,
+                                "--resume", "--no-progress"});
+  EXPECT_EQ(second.exit_code, 0) << second.err;
+  auto all = lines_of(slurp(out));
+  expect_one_result_per_input(all, n);
+  for (const auto& r : all) EXPECT_TRUE(r["ok"].get<bool>()) << r.dump();
+  EXPECT_TRUE(first_line(second.err).starts_with("ok=" + std::to_string(n - ok) + " failed=0")) << second.err;
+}
+
+TEST(CliFetch, DeadlineGivesEveryInputAResult) {
+  temp_dir dir;
+  spindle::cli::mock_api api;
+  std::string list;
+  for (int i = 0; i < 50; ++i) list += api.base_url() + "/items/" + std::to_string(i) + "?delay_ms=200\n";
+  write_file(dir.file("urls.txt"), list);
+  run_result r =
+      run(dir, {"fetch", "--urls", dir.file("urls.txt"), "--concurrency", "5", "--deadline", "300ms", "-q"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  auto results = lines_of(r.out);
+  expect_one_result_per_input(results, 50);
+  std::size_t ok = 0;
+  for (const auto& res : results) {
+    if (res["ok"].get<bool>()) {
+      ++ok;
+    } else {
+      EXPECT_EQ(res["error"]["kind"], "cancelled");
+      EXPECT_NE(res["error"]["message"].get<std::string>().find("--deadline"), std::string::npos);
+    }
+  }
+  EXPECT_EQ(ok, 5u) << "one round of 5 fits in the deadline";
+}
+
+TEST(CliFetch, ShardsSplitTheInputWithGlobalIndices) {
+  temp_dir dir;
+  const std::string b = faults().base_url();
+  std::string list;
+  for (int i = 0; i < 30; ++i) list += b + "/ok?i=" + std::to_string(i) + "\n";
+  write_file(dir.file("urls.txt"), list);
+  std::set<std::uint64_t> all;
+  for (int k = 0; k < 3; ++k) {
+    run_result r =
+        run(dir, {"fetch", "-q", "--urls", dir.file("urls.txt"), "--shard", std::to_string(k) + "/3"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto results = lines_of(r.out);
+    EXPECT_EQ(results.size(), 10u);
+    for (const auto& res : results) {
+      const auto index = res["index"].get<std::uint64_t>();
+      EXPECT_EQ(index % 3, static_cast<std::uint64_t>(k));
+      EXPECT_EQ(res["url"], b + "/ok?i=" + std::to_string(index));
+      EXPECT_TRUE(all.insert(index).second);
+    }
+  }
+  EXPECT_EQ(all.size(), 30u);
+}
+
+TEST(CliFetch, StdinInputStreams) {
+  temp_dir dir;
+  const std::string b = faults().base_url();
+  write_file(dir.file("in.txt"), b + "/ok\n" + b + "/ok\n");
+  run_result r = run(dir, {"fetch", "-q", "--urls", "-"}, dir.file("in.txt"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  expect_one_result_per_input(lines_of(r.out), 2);
+}
+
+// 100,000 inputs stream through: memory does not grow with the input
+// (compared with a run of 10,000: loading the input would add ~25 MB).
+TEST(CliFetch, HundredThousandInputsInBoundedMemory) {
+  temp_dir dir;
+  spindle::cli::mock_api api;
+  const std::string pad(200, 'p');
+  auto make = [&](int n, const std::string& name) {
+    std::ofstream f(dir.file(name));
+    for (int i = 0; i < n; ++i) f << api.base_url() << "/?i=" << i << "&pad=" << pad << "\n";
+  };
+  make(10'000, "small.txt");
+  make(100'000, "large.txt");
+  run_result small = run(dir, {"fetch", "-q", "--retries", "0", "--urls", dir.file("small.txt"), "--out",
+                               dir.file("small.jsonl")});
+  run_result large = run(dir, {"fetch", "-q", "--retries", "0", "--urls", dir.file("large.txt"), "--out",
+                               dir.file("large.jsonl")});
+  EXPECT_EQ(small.exit_code, 0) << small.err;
+  EXPECT_EQ(large.exit_code, 0) << large.err;
+  EXPECT_TRUE(first_line(large.err).starts_with("ok=100000 failed=0")) << large.err;
+  // The output has one line per input (counted without keeping them).
+  std::ifstream f(dir.file("large.jsonl"));
+  std::size_t lines = 0;
+  std::string line;
+  while (std::getline(f, line)) ++lines;
+  EXPECT_EQ(lines, 100'000u);
+  EXPECT_LT(large.max_rss_kb - small.max_rss_kb, 12 * 1024)
+      << "RSS grew from " << small.max_rss_kb << " KiB (10k inputs) to " << large.max_rss_kb << " KiB (100k)";
+}
+
+TEST(CliDemo, HelpListsTheScenes) {
+  temp_dir dir;
+  run_result r = run(dir, {"demo", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* scene : {"sequential", "failures", "blocking", "pools", "portal"})
+    EXPECT_NE(r.out.find(scene), std::string::npos) << scene << " missing from: " << r.out;
+}
+
+TEST(CliDemo, OneSceneRunsAndChecksItself) {
+  temp_dir dir;
+  run_result r = run(dir, {"demo", "portal"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("0 errors"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("NOT AS EXPECTED"), std::string::npos) << r.out;
+}
+
+// ---- pieces, in process -------------------------------------------------------
+
+TEST(CliParse, DurationsRatesShardsHeadersSizes) {
+  using namespace spindle::cli;
+  EXPECT_EQ(parse_duration("250ms"), std::chrono::milliseconds(250));
+  EXPECT_EQ(parse_duration("2s"), std::chrono::seconds(2));
+  EXPECT_EQ(parse_duration("1m"), std::chrono::minutes(1));
+  EXPECT_EQ(parse_duration("1.5s"), std::chrono::milliseconds(1500));
+  EXPECT_THROW((void)parse_duration("5x"), std::invalid_argument);
+  EXPECT_THROW((void)parse_duration(""), std::invalid_argument);
+  EXPECT_THROW((void)parse_duration("-1s"), std::invalid_argument);
+  EXPECT_DOUBLE_EQ(parse_rate("50/s"), 50);
+  EXPECT_DOUBLE_EQ(parse_rate("600/m"), 10);
+  EXPECT_THROW((void)parse_rate("0/s"), std::invalid_argument);
+  EXPECT_EQ(parse_shard("2/5").k, 2u);
+  EXPECT_EQ(parse_shard("2/5").n, 5u);
+  EXPECT_THROW((void)parse_shard("5/5"), std::invalid_argument);
+  EXPECT_THROW((void)parse_shard("1"), std::invalid_argument);
+  EXPECT_EQ(parse_header("X-Token:  abc ").second, "abc");
+  EXPECT_THROW((void)parse_header("X-Bad: a\r\nInjected: b"), std::invalid_argument);
+  EXPECT_EQ(parse_bytes("64k"), 65536u);
+  EXPECT_EQ(parse_bytes("10M"), 10u << 20);
+  EXPECT_THROW((void)parse_bytes("ten"), std::invalid_argument);
+}
+
+TEST(CliOutput, JsonEscapingTextDetectionAndBase64) {
+  using namespace spindle::cli;
+  std::string s;
+  append_json_string(s, std::string("a\"b\\c\n\x01\xff\xc3\xa9", 10));
+  EXPECT_EQ(s, "\"a\\\"b\\\\c\\n\\u0001\\ufffd\xc3\xa9\"");
+  EXPECT_TRUE(json::parse(s).is_string());
+  EXPECT_TRUE(is_text("héllo"));
+  EXPECT_FALSE(is_text(std::string("a\0b", 3)));
+  EXPECT_FALSE(is_text("\xc3("));
+  EXPECT_EQ(base64(""), "");
+  EXPECT_EQ(base64("f"), "Zg==");
+  EXPECT_EQ(base64("fo"), "Zm8=");
+  EXPECT_EQ(base64("foobar"), "Zm9vYmFy");
+}
+
+TEST(CliOutput, ResumeDropsCancelledDuplicateAndTornLines) {
+  using namespace spindle::cli;
+  temp_dir dir;
+  const std::string path = dir.file("out.jsonl");
+  write_file(path,
+             "{\"index\":0,\"ok\":true}\n"
+             "{\"index\":1,\"ok\":false,\"error\":{\"kind\":\"cancelled\",\"message\":\"x\"}}\n"
+             "{\"index\":2,\"ok\":false,\"error\":{\"kind\":\"timeout\",\"message\":\"x\"}}\n"
+             "{\"index\":0,\"ok\":true}\n"
+             "{\"index\":3,\"ok\":tr");
+  resume_scan scan = prepare_resume(path);
+  EXPECT_TRUE(scan.has(0));
+  EXPECT_FALSE(scan.has(1));
+  EXPECT_TRUE(scan.has(2));
+  EXPECT_FALSE(scan.has(3));
+  EXPECT_EQ(scan.final_results, 2u);
+  EXPECT_EQ(slurp(path),
+            "{\"index\":0,\"ok\":true}\n{\"index\":2,\"ok\":false,\"error\":{\"kind\":\"timeout\","
+            "\"message\":\"x\"}}\n");
+}
+
+}  // namespace
