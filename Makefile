@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 WERROR := $(if $(CI),ON,OFF)
 CONFIGURE = cmake --preset $(1) -DSPINDLE_WERROR=$(WERROR) >/dev/null
 
-.PHONY: all deps build demo test asan asan-build tsan fuzz debug-test format format-check bench clean
+.PHONY: all deps build demo examples test asan asan-build tsan fuzz debug-test format format-check bench clean
 
 all: build
 
@@ -18,9 +18,14 @@ build: deps
 	@$(call CONFIGURE,release)
 	@cmake --build build/release -j $(JOBS)
 
-DEMOS = fanout_sleep fanout timeouts blocking threads
+# The main job: each asyncio trap shown and solved (apps/spindle/demo.cpp).
+# `make examples` runs the small one-concept programs of examples/.
 demo: build
-	@for d in $(DEMOS); do echo "== $$d"; build/release/examples/$$d || exit 1; echo; done
+	@build/release/apps/spindle/spindle demo
+
+EXAMPLES = fanout_sleep fanout timeouts blocking threads
+examples: build
+	@for d in $(EXAMPLES); do echo "== $$d"; build/release/examples/$$d || exit 1; echo; done
 
 test: build
 	@ctest --preset release

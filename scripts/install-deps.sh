@@ -10,7 +10,8 @@ set -euo pipefail
 declare -A groups=(
   # libpq-dev, libsqlite3-dev, nlohmann-json3-dev and postgresql: the aggregator example and its
   # tests (scripts/pg-cluster.sh runs a throwaway cluster from the postgresql package).
-  [build]="cmake ninja-build g++ make googletest libbenchmark-dev ccache mold prometheus node-llhttp libc-ares-dev libssl-dev zlib1g-dev openssl pkg-config libpq-dev libsqlite3-dev nlohmann-json3-dev postgresql"
+  # libcli11-dev and nlohmann-json3-dev: the spindle CLI (apps/spindle).
+  [build]="cmake ninja-build g++ make googletest libbenchmark-dev ccache mold prometheus node-llhttp libc-ares-dev libssl-dev zlib1g-dev openssl pkg-config libpq-dev libsqlite3-dev nlohmann-json3-dev postgresql libcli11-dev"
   [sanitize]="clang-16 libclang-rt-16-dev"
   [bench]="libbenchmark-dev python3 python3-uvloop python3-aiohttp librust-tokio-dev librust-hyper-dev cargo wrk hyperfine util-linux nginx-light"
   [format]="clang-format-14"
