@@ -274,7 +274,13 @@ TEST(CliFetch, ResumeAfterSigintCompletesTheSetWithoutDuplicates) {
   // 120 items of 100 ms, 8 at a time: 1.5 s; interrupted after 0.5 s.
   pid_t pid = start(
       dir, {"fetch", "--urls", dir.file("urls.txt"), "--concurrency", "8", "--out", out, "--no-progress"});
-  std::this_thread::sleep_for(500ms);
+  // Interrupt once the first results are out (the run is under way, its
+  // signal handling set up), well before the end (1.5 s).
+  auto lines_now = [&] {
+    const std::string text = slurp(out);
+    return std::count(text.begin(), text.end(), '\n');
+  };
+  for (int i = 0; i < 3000 && lines_now() < 8; ++i) std::this_thread::sleep_for(10ms);
   ::kill(pid, SIGINT);
   run_result first = finish(dir, pid);
   EXPECT_EQ(first.exit_code, 130) << first.err;
