@@ -6,9 +6,10 @@
 #
 # Uses the release build (make build; AGG_BUILD=<dir> to use another) and a
 # throwaway PostgreSQL cluster (scripts/pg-cluster.sh) that it stops at the
-# end. Nothing is pinned: the aggregator, PostgreSQL, the mock API and the
+# end. AGG_WRK_SECONDS sets each wrk run's length (default 5). Nothing is pinned: the aggregator, PostgreSQL, the mock API and the
 # load generator share the machine's CPUs, as a real deployment's would.
-# Results go to build/bench/aggregator.{jsonl,md}.
+# Results go to build/bench/aggregator.jsonl; any non-2xx answer or socket
+# error under wrk fails the run.
 . "$(dirname "$0")/common.sh" "$@"
 build=${AGG_BUILD:-build/release}
 bin=$build/examples/aggregator/aggregator
@@ -28,36 +29,61 @@ scripts/pg-cluster.sh start "$state" >&2
 conninfo=$(scripts/pg-cluster.sh conninfo "$state")
 
 # The service, on an ephemeral port (its first line names it).
-"$bin" --pg "$conninfo" --port 0 --workers 16 --pg-connections 16 --timeout-ms 5000 >"$log" 2>&1 &
-agg_pid=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
-port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$log")
-[ -n "$port" ] || { cat "$log" >&2; exit 1; }
-echo "aggregator on port $port" >&2
+start_service() {  # extra aggregator options...
+  "$bin" --pg "$conninfo" --port 0 --timeout-ms 5000 "$@" >"$log" 2>&1 &
+  agg_pid=$!
+  for _ in $(seq 1 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
+  port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$log")
+  [ -n "$port" ] || { cat "$log" >&2; exit 1; }
+  echo "aggregator $* on port $port" >&2
+}
+stop_service() {
+  kill -TERM "$agg_pid" && wait "$agg_pid" || true
+  agg_pid=
+  tail -1 "$log" >&2
+}
 
 results=$out/aggregator.jsonl
 : >"$results"
+# The defaults: 16 front workers, 8 PostgreSQL connections, 4 SQLite threads.
+start_service
 echo "latency: fan-out vs sequential, 50 ms per backend..." >&2
 $py bench/aggregator/latency.py --port "$port" --delay-ms 50 --repeat "$repeats" | tee -a "$results"
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-wrk_rps() {  # url -> requests/s of each run, one per line; fails on any non-2xx
-  local url=$1 i outp
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; print v}'; }
+run_wrk() {  # target config-label
+  local target=$1 config=$2
+  echo "throughput: wrk -t2 -c64 -d${duration}s --timeout 10s http://127.0.0.1:PORT$target ($repeats runs)..." >&2
+  : >"$out/wrk_runs.txt"
+  local i outp
   for i in $(seq 1 "$repeats"); do
-    outp=$(wrk -t2 -c64 -d"${duration}s" --latency "$url")
-    if grep -q "Non-2xx" <<<"$outp"; then echo "wrk: non-2xx answers for $url:" >&2; echo "$outp" >&2; exit 1; fi
-    grep -q "Socket errors" <<<"$outp" && { echo "wrk: socket errors for $url:" >&2; echo "$outp" >&2; }
-    awk '/Requests\/sec/ {print $2}' <<<"$outp"
-    echo "$outp" | awk '/ 50%/ {print "  p50 " $2 > "/dev/stderr"} / 99%/ {print "  p99 " $2 > "/dev/stderr"}'
+    outp=$(wrk -t2 -c64 -d"${duration}s" --timeout 10s --latency "http://127.0.0.1:$port$target")
+    if grep -qE "Non-2xx|Socket errors" <<<"$outp"; then echo "wrk: errors for $target:" >&2; echo "$outp" >&2; exit 1; fi
+    echo "$(awk '/Requests\/sec/ {print $2}' <<<"$outp") $(awk '/ 50%/ {print $2}' <<<"$outp" | to_ms) $(awk '/ 99%/ {print $2}' <<<"$outp" | to_ms)" >>"$out/wrk_runs.txt"
   done
+  local rps p50 p99
+  rps=$(awk '{print $1}' "$out/wrk_runs.txt" | median)
+  p50=$(awk '{print $2}' "$out/wrk_runs.txt" | median)
+  p99=$(awk '{print $3}' "$out/wrk_runs.txt" | median)
+  printf '{"wrk": "-t2 -c64 -d%ss --timeout 10s", "target": "%s", "config": "%s", "requests_per_s_median": %s, "latency_ms_p50": %s, "latency_ms_p99": %s}\n' \
+    "$duration" "$target" "$config" "$rps" "$p50" "$p99" | tee -a "$results"
 }
-for target in "/graph/7" "/graph/7?delay_ms=50"; do
-  echo "throughput: wrk -t2 -c64 -d${duration}s http://127.0.0.1:PORT$target ($repeats runs)..." >&2
-  rps=$(wrk_rps "http://127.0.0.1:$port$target" | median)
-  printf '{"wrk": "-t2 -c64 -d%ss", "target": "%s", "requests_per_s_median": %s}\n' "$duration" "$target" "$rps" |
-    tee -a "$results"
-done
+run_wrk /graph/7 "defaults"
+stop_service
 
+# With 50 ms in every backend a request holds, for ~50 ms, a front worker,
+# 4 PostgreSQL connections, 4 SQLite threads and 4 HTTP connections, so the
+# requests in flight are bounded by min(workers, pg/4, sqlite/4, http/4) and
+# throughput by that over 50 ms. With the defaults (4 SQLite threads) that
+# is 1 request: 20 requests/s (the pool is the bound, as it should be).
+# Two sizings: 16 in flight (16 / 50 ms = 320 requests/s at most), then 32.
+start_service --pg-connections 64 --sqlite-threads 64 --http-connections 64
+run_wrk "/graph/7?delay_ms=50" "16 in flight: --workers 16 --pg-connections 64 --sqlite-threads 64 --http-connections 64"
+stop_service
+start_service --workers 64 --pg-connections 128 --sqlite-threads 128 --http-connections 128
+run_wrk "/graph/7?delay_ms=50" "32 in flight: --workers 64 --pg-connections 128 --sqlite-threads 128 --http-connections 128"
 metrics=$($py -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/metrics').read().decode())")
 echo "after the run: $(grep -E '^aggregator_front_responses_total.*5xx' <<<"$metrics"); $(grep -E '^aggregator_portal_errors_total' <<<"$metrics" | tr '\n' ' ')" |
   tee "$out/aggregator.md" >&2
+stop_service
