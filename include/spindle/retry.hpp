@@ -9,7 +9,6 @@
 #include <initializer_list>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -25,7 +24,7 @@ namespace spindle {
 ///
 /// Delay before attempt n+1 (n = 1, 2, ...): full jitter (AWS architecture
 /// blog's formula): uniform in [0, min(max_delay, base_delay * 2^(n-1))],
-/// drawn from a std::mt19937_64 (seeded from `seed`, or randomly). A failure
+/// drawn from splitmix64 (seeded from `seed`, or per thread at random). A failure
 /// that says how long to wait (retry_after, e.g. HTTP 429 Retry-After) waits
 /// at least that long.
 struct retry_policy {
@@ -61,7 +60,7 @@ class backoff {
 
  private:
   duration base_, cap_;
-  std::mt19937_64 rng_;
+  std::uint64_t state_;  // splitmix64: 8 bytes, a few ns per draw, specified output
 };
 /// The running task's loop clock (keeps event_loop out of this header).
 [[nodiscard]] time_point task_now();

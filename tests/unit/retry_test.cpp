@@ -19,8 +19,15 @@ using namespace std::chrono_literals;
 using fixture = test::manual_loop;
 
 // The expected full-jitter schedule, computed independently.
+// The documented jitter: splitmix64 from the seed, modulo the window.
 std::vector<duration> expected_delays(std::uint64_t seed, duration base, duration cap, int n) {
-  std::mt19937_64 rng(seed);
+  std::uint64_t state = seed;
+  auto rng = [&state] {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
   std::vector<duration> out;
   for (int i = 0; i < n; ++i) {
     duration upper = std::min<duration>(cap, base * (1LL << i));
