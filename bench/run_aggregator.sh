@@ -66,8 +66,16 @@ run_wrk() {  # target config-label
   rps=$(awk '{print $1}' "$out/wrk_runs.txt" | median)
   p50=$(awk '{print $2}' "$out/wrk_runs.txt" | median)
   p99=$(awk '{print $3}' "$out/wrk_runs.txt" | median)
-  printf '{"wrk": "-t2 -c64 -d%ss --timeout 10s", "target": "%s", "config": "%s", "requests_per_s_median": %s, "latency_ms_p50": %s, "latency_ms_p99": %s}\n' \
-    "$duration" "$target" "$config" "$rps" "$p50" "$p99" | tee -a "$results"
+  # The front's own view over its last 1,024 requests: the wait for a
+  # worker, and the time from request read to response written.
+  local m q50 q99 s50 s99
+  m=$($py -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/metrics').read().decode())")
+  q50=$(awk '/^aggregator_front_queue_wait_seconds\{.*quantile="0.5"/ {printf "%.2f", $2 * 1000}' <<<"$m")
+  q99=$(awk '/^aggregator_front_queue_wait_seconds\{.*quantile="0.99"/ {printf "%.2f", $2 * 1000}' <<<"$m")
+  s50=$(awk '/^aggregator_front_service_seconds\{.*quantile="0.5"/ {printf "%.2f", $2 * 1000}' <<<"$m")
+  s99=$(awk '/^aggregator_front_service_seconds\{.*quantile="0.99"/ {printf "%.2f", $2 * 1000}' <<<"$m")
+  printf '{"wrk": "-t2 -c64 -d%ss --timeout 10s", "target": "%s", "config": "%s", "requests_per_s_median": %s, "latency_ms_p50": %s, "latency_ms_p99": %s, "front_queue_wait_ms_p50_p99": [%s, %s], "front_service_ms_p50_p99": [%s, %s]}\n' \
+    "$duration" "$target" "$config" "$rps" "$p50" "$p99" "$q50" "$q99" "$s50" "$s99" | tee -a "$results"
 }
 run_wrk /graph/7 "defaults"
 stop_service

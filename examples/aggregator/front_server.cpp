@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -28,8 +29,9 @@ namespace http = spindle::http;
 struct front_server::connection {
   explicit connection(int f) : fd(f) {}
   int fd;
-  std::string pending;     // bytes read past the previous request (pipelining)
-  bool in_worker = false;  // guarded by front_server::mutex_
+  std::string pending;                              // bytes read past the previous request (pipelining)
+  std::chrono::steady_clock::time_point queued_at;  // guarded by front_server::mutex_
+  bool in_worker = false;                           // guarded by front_server::mutex_
 };
 
 namespace {
@@ -146,6 +148,7 @@ void front_server::io_loop() {
       // number that was closed and reused within this batch.
       if (it == conns_.end() || it->second->in_worker) continue;
       it->second->in_worker = true;
+      it->second->queued_at = std::chrono::steady_clock::now();
       queue_.push_back(it->second);
       queue_cv_.notify_one();
     }
@@ -162,6 +165,7 @@ void front_server::worker_loop(std::size_t index) {
       if (queue_.empty()) return;  // stopping, nothing left
       c = std::move(queue_.front());
       queue_.pop_front();
+      queue_wait_.add(std::chrono::steady_clock::now() - c->queued_at);
     }
     ++busy_;
     const bool keep = serve(*c);
@@ -221,6 +225,7 @@ bool front_server::serve(connection& c) {
     }
 
     ++requests_;
+    const auto read_done = std::chrono::steady_clock::now();
     const http::request& req = parser.request_message();
     http::response resp;
     try {
@@ -238,6 +243,10 @@ bool front_server::serve(connection& c) {
     resp.headers.set("Connection", keep_alive ? "keep-alive" : "close");
     count_status(resp.status);
     if (!send_all(c.fd, http::serialize(resp, req.method == "HEAD"), opts_.read_timeout)) return false;
+    {
+      std::lock_guard lock(service_mutex_);
+      service_time_.add(std::chrono::steady_clock::now() - read_done);
+    }
     if (!keep_alive) return false;
     // Pipelined bytes already read: serve them now; else back to epoll.
     if (c.pending.empty()) return true;
@@ -303,6 +312,30 @@ void front_server::stop() {
   ::close(wake_fd_);
 }
 
+void front_server::samples::add(std::chrono::steady_clock::duration d) {
+  const std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+  sum += ns;
+  if (ring.size() < 1024) {
+    ring.push_back(ns);
+  } else {
+    ring[next] = ns;
+    next = (next + 1) % ring.size();
+  }
+  ++total;
+}
+
+spindle::latency_summary front_server::samples::summary() const {
+  spindle::latency_summary s;
+  s.samples = total;
+  s.sum = std::chrono::nanoseconds(sum);
+  if (ring.empty()) return s;
+  std::vector<std::int64_t> v = ring;
+  std::sort(v.begin(), v.end());
+  s.p50 = std::chrono::nanoseconds(v[v.size() / 2]);
+  s.p99 = std::chrono::nanoseconds(v[std::min(v.size() - 1, v.size() * 99 / 100)]);
+  return s;
+}
+
 void front_server::count_status(int status) {
   if (status >= 500) {
     ++s5xx_;
@@ -321,6 +354,11 @@ front_statistics front_server::statistics() const {
     std::lock_guard lock(mutex_);
     s.queued = queue_.size();
     s.connections_open = conns_.size();
+    s.queue_wait = queue_wait_.summary();
+  }
+  {
+    std::lock_guard lock(service_mutex_);
+    s.service_time = service_time_.summary();
   }
   s.connections_accepted = accepted_.load(std::memory_order_relaxed);
   s.connections_rejected = rejected_.load(std::memory_order_relaxed);
@@ -360,6 +398,14 @@ void add_metrics(spindle::prometheus_exposition& e, const front_statistics& s, c
   }
   e.add_sample("aggregator_front_handler_exceptions_total", metric_type::counter,
                "Handlers that threw (answered 500).", l, double(s.handler_exceptions));
+  auto summary = [&](const char* metric, const char* help, const spindle::latency_summary& v) {
+    const auto sec = [](spindle::duration d) { return std::chrono::duration<double>(d).count(); };
+    e.add_summary(metric, help, l, {{0.5, sec(v.p50)}, {0.99, sec(v.p99)}}, sec(v.sum), v.samples);
+  };
+  summary("aggregator_front_queue_wait_seconds", "A readable connection's wait for a worker (last 1,024).",
+          s.queue_wait);
+  summary("aggregator_front_service_seconds", "Request read to response written (last 1,024).",
+          s.service_time);
 }
 
 }  // namespace aggregator

@@ -34,6 +34,7 @@
 
 #include "spindle/http/message.hpp"
 #include "spindle/prometheus.hpp"
+#include "spindle/thread_pool.hpp"
 
 namespace aggregator {
 
@@ -64,6 +65,10 @@ struct front_statistics {
   std::uint64_t responses_4xx = 0;
   std::uint64_t responses_5xx = 0;
   std::uint64_t handler_exceptions = 0;  ///< the handler threw: answered 500
+  /// A readable connection's wait in the queue for a worker.
+  spindle::latency_summary queue_wait;
+  /// From a request's last byte read to its response's last byte written.
+  spindle::latency_summary service_time;
 };
 
 /// **Thread safety:** start(), stop(), port() and statistics() from any
@@ -94,6 +99,14 @@ class front_server {
   void rearm(const std::shared_ptr<connection>& c);
   void close_connection(const std::shared_ptr<connection>& c);
   void count_status(int status);
+  struct samples {
+    void add(std::chrono::steady_clock::duration d);
+    [[nodiscard]] spindle::latency_summary summary() const;
+    std::vector<std::int64_t> ring;  // the last 1,024, in nanoseconds
+    std::size_t next = 0;
+    std::uint64_t total = 0;
+    std::int64_t sum = 0;
+  };
 
   sync_handler handler_;
   front_options opts_;
@@ -111,6 +124,9 @@ class front_server {
   std::map<int, std::shared_ptr<connection>> conns_;
   std::deque<std::shared_ptr<connection>> queue_;
   bool stopping_ = false;
+  samples queue_wait_;                // guarded by mutex_ (recorded when a worker takes a connection)
+  mutable std::mutex service_mutex_;  // guards service_time_: workers record after each response
+  samples service_time_;
   std::mutex stop_mutex_;  // serialises stop()
   bool stopped_ = false;
 

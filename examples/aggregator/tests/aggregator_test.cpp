@@ -210,6 +210,8 @@ TEST(Aggregator, MetricsExposeLoopPoolsAndConnectionPools) {
         "spindle_portal_calls_total{loop=\"aggregator\"}", "spindle_pool_threads{pool=\"sqlite\"}",
         "spindle_pool_threads{pool=\"pg-cancel\"}", "aggregator_pg_connections_open{pool=\"postgres\"}",
         "spindle_http_client_connections_open{client=", "aggregator_front_workers{server=\"front\"}",
+        "aggregator_front_queue_wait_seconds_count{server=\"front\"}",
+        "aggregator_front_service_seconds{server=\"front\",quantile=\"0.99\"}",
         "aggregator_subqueries_total{backend=\"postgresql\",outcome=\"ok\"}",
         "aggregator_graph_requests_total{mode=\"fan_out\"}"})
     EXPECT_GE(t::metric(m, sample), 0) << "missing " << sample << " in\n" << m;
