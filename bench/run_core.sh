@@ -69,3 +69,6 @@ bench/run_portal.sh "$repeats"
 
 # HTTP client and server (issue #6): each server pinned to CPU 0, wrk / the clients to CPU 1.
 bench/run_http.sh "$repeats"
+
+# spindle fetch against aiohttp, curl --parallel and hyper (issue #7): servers on CPU 0, clients on CPU 1.
+bench/run_fetch.sh "$repeats"
