@@ -350,7 +350,8 @@ struct run_state {
   task<void> read_inputs() {
     while (next_arg < o.urls.size()) {
       const std::string& u = o.urls[next_arg++];
-      co_await offer(next_index++, u);
+      const std::uint64_t index = next_index++;
+      co_await offer(index, u);
     }
     while (file && !input_done) {
       // Named, not a temporary inside the co_await: g++ 12 destroys such
@@ -362,7 +363,10 @@ struct run_state {
         return std::make_pair(more, std::move(lines));
       };
       auto batch = co_await run_blocking(input_pool, job_name{"read urls"}, std::move(read_batch));
-      for (std::string& line : batch.second) co_await offer(next_index++, std::move(line));
+      for (std::string& line : batch.second) {
+        const std::uint64_t index = next_index++;
+        co_await offer(index, std::move(line));
+      }
       if (!batch.first) {
         input_done = true;
         if (file->error() != 0)
