@@ -13,8 +13,10 @@
 #include "fetch.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -46,12 +48,14 @@ struct input_item {
 };
 
 // Lines of a file or stdin, read with blocking calls (on the input pool).
+// A batch ends at `max` lines, at the end of the input, or as soon as no
+// more bytes are ready: a slow producer (`tail -f urls | spindle fetch
+// --urls -`) gets each line fetched as it arrives, not after 1,024 more.
 class line_reader {
  public:
-  line_reader(FILE* f, std::string name) : f_(f), name_(std::move(name)) {}
+  line_reader(int fd, std::string name) : fd_(fd), name_(std::move(name)) {}
   ~line_reader() {
-    std::free(buf_);
-    if (f_ != nullptr && f_ != stdin) std::fclose(f_);
+    if (fd_ > 2) ::close(fd_);
   }
   line_reader(const line_reader&) = delete;
   line_reader& operator=(const line_reader&) = delete;
@@ -59,32 +63,70 @@ class line_reader {
   // Up to `max` URLs, trimmed, blank lines and # comments skipped. False
   // at the end of the input or on a read error (error() tells).
   bool read_batch(std::vector<std::string>& out, std::size_t max) {
-    while (out.size() < max) {
-      const ssize_t n = ::getline(&buf_, &cap_, f_);
-      if (n < 0) {
-        if (std::ferror(f_) != 0) error_ = errno != 0 ? errno : EIO;
+    for (;;) {
+      take_lines(out, max);
+      if (out.size() >= max) return true;
+      if (eof_) {
+        if (!buf_.empty()) {  // a last line without a newline
+          std::string last = std::exchange(buf_, std::string());
+          add_line(out, last);
+        }
         return false;
       }
-      ++line_;
-      std::string_view s(buf_, static_cast<std::size_t>(n));
-      while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t'))
-        s.remove_suffix(1);
-      while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-      if (s.empty() || s.front() == '#') continue;
-      out.emplace_back(s);
+      if (!out.empty()) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 0) <= 0) return true;  // nothing more right now: hand these over
+      }
+      char chunk[64 * 1024];
+      const ssize_t n = ::read(fd_, chunk, sizeof chunk);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        error_ = errno;
+        return false;
+      }
+      if (n == 0) {
+        eof_ = true;
+        continue;
+      }
+      buf_.append(chunk, static_cast<std::size_t>(n));
+      if (buf_.size() > max_line && buf_.find('\n') == std::string::npos) {
+        // A "line" of a megabyte: an input of its own (an invalid URL), not unbounded memory.
+        std::string huge = std::exchange(buf_, std::string());
+        add_line(out, huge);
+      }
     }
-    return true;
   }
   [[nodiscard]] int error() const noexcept { return error_; }
   [[nodiscard]] std::uint64_t line() const noexcept { return line_; }
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
 
  private:
-  FILE* f_;
+  static constexpr std::size_t max_line = 1 << 20;
+
+  void take_lines(std::vector<std::string>& out, std::size_t max) {
+    std::size_t pos = 0;
+    while (out.size() < max) {
+      const std::size_t nl = buf_.find('\n', pos);
+      if (nl == std::string::npos) break;
+      add_line(out, std::string_view(buf_).substr(pos, nl - pos));
+      pos = nl + 1;
+    }
+    buf_.erase(0, pos);
+  }
+
+  void add_line(std::vector<std::string>& out, std::string_view s) {
+    ++line_;
+    while (!s.empty() && (s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    if (s.empty() || s.front() == '#') return;
+    out.emplace_back(s);
+  }
+
+  int fd_;
   std::string name_;
-  char* buf_ = nullptr;
-  std::size_t cap_ = 0;
+  std::string buf_;
   std::uint64_t line_ = 0;
+  bool eof_ = false;
   int error_ = 0;
 };
 
@@ -514,6 +556,10 @@ struct run_state {
     std::fprintf(stderr, "ok=%llu failed=%llu elapsed_s=%.3f rps=%.1f\n", static_cast<unsigned long long>(ok),
                  static_cast<unsigned long long>(failed), secs,
                  secs > 0 ? static_cast<double>(done) / secs : 0.0);
+    // Errors of the run itself: also with --quiet.
+    if (!input_error.empty()) std::fprintf(stderr, "spindle fetch: reading %s\n", input_error.c_str());
+    if (out.error() != 0)
+      std::fprintf(stderr, "spindle fetch: writing %s: %s\n", out_name.c_str(), std::strerror(out.error()));
     if (o.quiet) return;
     std::fprintf(stderr, "latency_ms p50=%.1f p90=%.1f p99=%.1f max=%.1f\n", latency.quantile(0.5),
                  latency.quantile(0.9), latency.quantile(0.99), latency.max());
@@ -532,9 +578,6 @@ struct run_state {
                    static_cast<unsigned long long>(o.shard_k), static_cast<unsigned long long>(o.shard_n),
                    static_cast<unsigned long long>(read + skipped),
                    static_cast<unsigned long long>(other_shards));
-    if (!input_error.empty()) std::fprintf(stderr, "spindle fetch: reading %s\n", input_error.c_str());
-    if (out.error() != 0)
-      std::fprintf(stderr, "spindle fetch: writing %s: %s\n", out_name.c_str(), std::strerror(out.error()));
     if (code >= 128 || deadline_hit) {
       std::fprintf(stderr,
                    "stopped early: unfinished inputs have a 'cancelled' result; run again with --resume%s to "
@@ -575,9 +618,14 @@ int run_fetch(const fetch_options& opts) {
   // The input file: opened now, so a bad path is a usage error before anything starts.
   std::shared_ptr<line_reader> file;
   if (!opts.urls_file.empty()) {
-    FILE* f = opts.urls_file == "-" ? stdin : std::fopen(opts.urls_file.c_str(), "r");
-    if (f == nullptr) return usage("--urls " + opts.urls_file + ": " + std::strerror(errno));
-    file = std::make_shared<line_reader>(f, opts.urls_file == "-" ? std::string("stdin") : opts.urls_file);
+    const int fd = opts.urls_file == "-" ? 0 : ::open(opts.urls_file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return usage("--urls " + opts.urls_file + ": " + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+      ::close(fd);
+      return usage("--urls " + opts.urls_file + ": " + std::strerror(EISDIR));
+    }
+    file = std::make_shared<line_reader>(fd, opts.urls_file == "-" ? std::string("stdin") : opts.urls_file);
   }
   resume_scan scan;
   if (opts.resume) {

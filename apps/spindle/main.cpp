@@ -152,7 +152,8 @@ int main(int argc, char** argv) {
   fetch->add_option("-o,--out", fo.out, "Results file, JSON Lines (default stdout)");
   fetch->add_flag("--body", fo.body, "Put each response body in its result");
   fetch->add_option("--max-body", raw.max_body, "Largest response body accepted (default 64M)");
-  fetch->add_option("-H,--header", raw.headers, "Request header 'Name: value' (repeatable)");
+  fetch->add_option("-H,--header", raw.headers, "Request header 'Name: value' (repeatable)")
+      ->allow_extra_args(false);
   auto* method_opt =
       fetch->add_option("-X,--method", raw.method, "HTTP method (default GET; POST with --data)");
   fetch->add_option("-d,--data", raw.data, "Request body: a string, or @FILE");

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -363,6 +364,86 @@ TEST(CliFetch, StdinInputStreams) {
   run_result r = run(dir, {"fetch", "-q", "--urls", "-"}, dir.file("in.txt"));
   EXPECT_EQ(r.exit_code, 0) << r.err;
   expect_one_result_per_input(lines_of(r.out), 2);
+}
+
+// A slow producer: each line is fetched as it arrives, not once a batch of
+// 1,024 has filled (the first result is out before the second line exists).
+TEST(CliFetch, LinesFromAPipeAreFetchedAsTheyArrive) {
+  temp_dir dir;
+  const std::string fifo = dir.file("urls.fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string b = faults().base_url();
+  // The write end first (O_RDWR does not wait for a reader; close-on-exec so
+  // the child holds no writer): posix_spawn waits for the child's exec, and
+  // the child's open of the FIFO would otherwise wait for us.
+  const int w = ::open(fifo.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(w, 0);
+  pid_t pid = start(dir, {"fetch", "-q", "--urls", "-"}, fifo);
+  const std::string first = b + "/ok?first\n";
+  ASSERT_EQ(::write(w, first.data(), first.size()), static_cast<ssize_t>(first.size()));
+  bool seen = false;
+  for (int i = 0; i < 1000 && !seen; ++i) {
+    seen = slurp(dir.file("stdout")).find("?first") != std::string::npos;
+    if (!seen) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(seen) << "the first line's result did not come out while the pipe stayed open";
+  const std::string second = b + "/ok?second\n";
+  ASSERT_EQ(::write(w, second.data(), second.size()), static_cast<ssize_t>(second.size()));
+  ::close(w);
+  run_result r = finish(dir, pid);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  expect_one_result_per_input(lines_of(r.out), 2);
+}
+
+TEST(CliFetch, PerHostLimitHeadersAndTls) {
+  temp_dir dir;
+  const std::string b = faults().base_url();
+  std::vector<std::string> args{"fetch", "--concurrency", "10", "--per-host", "2", "--no-progress"};
+  for (int i = 0; i < 20; ++i) args.push_back(b + "/delay?ms=20");
+  run_result limited = run(dir, args);
+  EXPECT_EQ(limited.exit_code, 0) << limited.err;
+  EXPECT_NE(limited.err.find("connections opened=2 "), std::string::npos) << limited.err;
+
+  run_result echo =
+      run(dir, {"fetch", "-q", "--body", "-H", "X-Token: abc123", "-H", "Accept: text/plain", b + "/echo"});
+  auto e = lines_of(echo.out);
+  ASSERT_EQ(e.size(), 1u);
+  const std::string body = e[0]["body"].get<std::string>();
+  EXPECT_NE(body.find("X-Token: abc123"), std::string::npos) << body;
+  EXPECT_NE(body.find("GET /echo"), std::string::npos) << body;
+
+  // The test server's certificate is signed by a CA of the tests' own: not trusted.
+  spindle::test::fault_server_options tls_opts;
+  tls_opts.tls = true;
+  spindle::test::fault_server tls_server(tls_opts);
+  const std::string tls = tls_server.tls_base_url() + "/ok";
+  run_result strict = run(dir, {"fetch", "-q", tls});
+  auto s = lines_of(strict.out);
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0]["error"]["kind"], "tls") << s[0].dump();
+  EXPECT_EQ(strict.exit_code, 3);
+  run_result insecure = run(dir, {"fetch", "-q", "--insecure", tls});
+  EXPECT_EQ(insecure.exit_code, 0) << insecure.out << insecure.err;
+}
+
+TEST(CliFetch, RateLimitSpacesTheRequests) {
+  temp_dir dir;
+  const std::string b = faults().base_url();
+  std::vector<std::string> args{"fetch", "-q", "--rate", "20/s"};
+  for (int i = 0; i < 12; ++i) args.push_back(b + "/ok");
+  const auto t0 = std::chrono::steady_clock::now();
+  run_result r = run(dir, args);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  // A burst of 2 (a tenth of a second), then 20 per second: 10 more take >= 0.5 s.
+  EXPECT_GE(took, 450ms);
+}
+
+TEST(CliFetch, AnUnwritableOutputExitsOne) {
+  temp_dir dir;
+  run_result r = run(dir, {"fetch", "-q", "--out", "/dev/full", faults().base_url() + "/ok"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("No space left"), std::string::npos) << r.err;
 }
 
 // 100,000 inputs stream through: memory does not grow with the input
