@@ -189,6 +189,43 @@ TEST(Aggregator, SubqueryTimeoutCancelsTheQueryOnTheServer) {
   }
 }
 
+// The server kills the backends mid-query: those sub-queries fail with
+// kind `connection_lost`, the broken connections are not pooled, and the
+// next answer is complete.
+TEST(Aggregator, ConnectionKilledMidQueryIsConnectionLostAndNotReused) {
+  auto o = options();
+  o.subquery_timeout = 30'000ms;
+  aggregator::service svc(o);
+  ASSERT_EQ(get_json(svc.port(), "/graph/13")["ok"], 12);
+
+  json doc;
+  std::thread request([&] { doc = get_json(svc.port(), "/graph/13?pg_delay_ms=20000"); });
+  // Once the four queries are on the server, terminate their backends.
+  const std::string sleeping =
+      "FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()";
+  std::string active;
+  for (int i = 0; i < 200 && active != "4"; ++i) {
+    std::this_thread::sleep_for(25ms);
+    active = t::pg_scalar(o.pg_conninfo, "SELECT count(*) " + sleeping);
+  }
+  EXPECT_EQ(active, "4");
+  EXPECT_EQ(t::pg_scalar(o.pg_conninfo, "SELECT count(pg_terminate_backend(pid)) " + sleeping), active);
+  request.join();
+
+  ASSERT_TRUE(doc.is_object());
+  EXPECT_EQ(doc["ok"], 8) << doc.dump();
+  for (const char* name : {"pg.user", "pg.orders", "pg.following", "pg.spend"}) {
+    const json& item = doc["results"][name];
+    EXPECT_EQ(item["ok"], false) << name;
+    EXPECT_EQ(item["error"]["kind"], "connection_lost") << name << ": " << item.dump();
+  }
+  const std::string m = svc.metrics();
+  EXPECT_EQ(t::metric(m, "aggregator_pg_discarded_total{"), 4) << m;
+  EXPECT_EQ(t::metric(m, "aggregator_pg_interrupted_total{"), 0) << m;
+  const json again = get_json(svc.port(), "/graph/7");
+  expect_user_7(again, o.pg_conninfo);
+}
+
 TEST(Aggregator, WholeRequestTimeoutIsA504AndTheServiceStaysUp) {
   auto o = options();
   o.request_timeout = 2000ms;
