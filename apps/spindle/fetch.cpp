@@ -259,30 +259,31 @@ struct run_state {
   }
 
   // One attempt: a non-2xx response is an http_status_error (with its
-  // Retry-After), so the retry policy sees it.
-  task<http::response> attempt(const input_item& it, item_state& is) {
+  // Retry-After), so the retry policy sees it. What the result needs is
+  // kept in `is`, not returned: the response is not moved up the chain.
+  task<void> attempt(const http::url& u, item_state& is) {
     ++is.attempts;
     if (rate) co_await rate->acquire();
     http::headers h = base_headers;
+    http::url target = u;
     http::response r =
-        co_await client.send(o.method, it.url, std::move(h), o.data.value_or(std::string()), ro);
+        co_await client.send(o.method, std::move(target), std::move(h), o.data.value_or(std::string()), ro);
     is.status = r.status;
     is.bytes = r.wire_body_bytes;
+    if (o.body) is.body = std::move(r.body);
     if (!r.ok()) {
       std::optional<duration> retry_after;
       if (auto v = r.headers.get("Retry-After")) retry_after = http::parse_retry_after(*v);
-      if (o.body) is.body = std::move(r.body);
       std::string reason(http::reason_phrase(r.status));
       throw http::http_status_error(
           r.status, "HTTP " + std::to_string(r.status) + (reason.empty() ? "" : " " + reason), retry_after);
     }
-    co_return r;
   }
 
-  task<http::response> attempts(const input_item& it, item_state& is) {
-    if (policy.max_attempts <= 1) co_return co_await attempt(it, is);
-    auto make = [this, &it, &is] { return attempt(it, is); };
-    co_return co_await retry(policy, make);
+  task<void> attempts(const http::url& u, item_state& is) {
+    if (policy.max_attempts <= 1) co_return co_await attempt(u, is);
+    auto make = [this, &u, &is] { return attempt(u, is); };
+    co_await retry(policy, make);
   }
 
   // One input, start to result. Never throws: every way out writes a result.
@@ -293,17 +294,15 @@ struct run_state {
     r.index = it.index;
     r.url = it.url;
     item_state is;
-    std::optional<http::response> resp;
     std::exception_ptr failure;
-    bool valid = true;
+    std::optional<http::url> parsed;
     std::string message;
     try {
-      (void)http::url::parse(it.url);
+      parsed.emplace(http::url::parse(it.url));
     } catch (const std::exception& e) {
-      valid = false;
       message = e.what();
     }
-    if (!valid) {
+    if (!parsed) {
       r.error_kind = "invalid_url";
       r.error_message = message;
       emit(r);
@@ -311,7 +310,7 @@ struct run_state {
       emit_cancelled(it.index, it.url, 0, 0);
     } else {
       try {
-        resp.emplace(co_await attempts(it, is));
+        co_await attempts(*parsed, is);
       } catch (...) {
         failure = std::current_exception();
       }
@@ -319,9 +318,9 @@ struct run_state {
       r.elapsed_ms = ms_since(start);
       r.status = is.status;
       r.bytes = is.bytes;
+      if (o.body) r.body = &is.body;
       if (!failure) {
         r.ok = true;
-        if (o.body) r.body = &resp->body;
         emit(r);
       } else {
         std::string kind = classify(failure, message);
@@ -330,12 +329,23 @@ struct run_state {
         } else {
           r.error_kind = kind;
           r.error_message = message;
-          if (o.body && !is.body.empty()) r.body = &is.body;
+          if (is.body.empty()) r.body = nullptr;
           emit(r);
         }
       }
     }
     if (--in_flight == 0) idle.set();
+  }
+
+  std::function<bool(const std::exception_ptr&)> base_retryable;
+  bool retryable(const std::exception_ptr& e) const {
+    try {
+      std::rethrow_exception(e);
+    } catch (const http::http_status_error& s) {
+      if (s.retry_after() && *s.retry_after() > o.max_retry_after) return false;
+    } catch (...) {
+    }
+    return base_retryable ? base_retryable(e) : false;
   }
 
   // The error's kind for the output (one of the documented kinds) and its message.
@@ -671,18 +681,12 @@ int run_fetch(const fetch_options& opts) {
       const bool retryable_method = opts.retry_unsafe || idempotent(opts.method);
       st->policy = http::http_retry_policy(opts.method, retryable_method ? opts.retries + 1 : 1, opts.backoff,
                                            opts.retry_unsafe);
-      // A Retry-After beyond max_retry_after ends the item with its status instead of a long wait.
-      auto base = st->policy.retryable;
-      const duration cap = opts.max_retry_after;
-      st->policy.retryable = [base, cap](const std::exception_ptr& e) {
-        try {
-          std::rethrow_exception(e);
-        } catch (const http::http_status_error& s) {
-          if (s.retry_after() && *s.retry_after() > cap) return false;
-        } catch (...) {
-        }
-        return base ? base(e) : false;
-      };
+      // A Retry-After beyond max_retry_after ends the item with its status
+      // instead of a long wait. (The wrapper captures one pointer: it fits
+      // std::function's small buffer, and retry() copies the policy per item.)
+      st->base_retryable = std::move(st->policy.retryable);
+      run_state* self = st.get();
+      st->policy.retryable = [self](const std::exception_ptr& e) { return self->retryable(e); };
       if (opts.rate > 0) st->rate.emplace(opts.rate, std::max(1.0, opts.rate / 10), "fetch --rate");
       co_return co_await st->main(sfd);
     };

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -48,7 +49,18 @@ std::size_t utf8_length(std::string_view s, std::size_t i) noexcept {
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
   out += '"';
-  for (std::size_t i = 0; i < s.size();) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    // The run of characters that need no escaping, appended at once.
+    std::size_t j = i;
+    while (j < s.size()) {
+      const auto c = static_cast<unsigned char>(s[j]);
+      if (c < 0x20 || c == '"' || c == '\\' || c >= 0x7F) break;
+      ++j;
+    }
+    out.append(s.data() + i, j - i);
+    i = j;
+    if (i == s.size()) break;
     const auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x80) {
       const std::size_t n = utf8_length(s, i);
@@ -68,13 +80,9 @@ void append_json_string(std::string& out, std::string_view s) {
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (c < 0x20 || c == 0x7F) {
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 15];
-        } else {
-          out += static_cast<char>(c);
-        }
+        out += "\\u00";
+        out += hex[c >> 4];
+        out += hex[c & 15];
     }
     ++i;
   }
@@ -116,20 +124,34 @@ std::string base64(std::string_view s) {
   return out;
 }
 
+namespace {
+void append_number(std::string& out, std::uint64_t v) {
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, v);
+  out.append(digits, static_cast<std::size_t>(end - digits));
+}
+}  // namespace
+
 void append_result_line(std::string& out, const fetch_result& r) {
-  char num[64];
   out += "{\"index\":";
-  out += std::to_string(r.index);
+  append_number(out, r.index);
   out += ",\"url\":";
   append_json_string(out, r.url);
   out += r.ok ? ",\"ok\":true,\"status\":" : ",\"ok\":false,\"status\":";
-  out += r.status != 0 ? std::to_string(r.status) : "null";
+  if (r.status != 0) {
+    append_number(out, static_cast<std::uint64_t>(r.status));
+  } else {
+    out += "null";
+  }
   out += ",\"attempts\":";
-  out += std::to_string(r.attempts);
-  std::snprintf(num, sizeof num, ",\"elapsed_ms\":%.3f", r.elapsed_ms);
-  out += num;
+  append_number(out, r.attempts);
+  out += ",\"elapsed_ms\":";
+  // Fixed, 3 decimals, without printf's locale and format parsing.
+  char num[64];
+  auto [end, ec] = std::to_chars(num, num + sizeof num, r.elapsed_ms, std::chars_format::fixed, 3);
+  out.append(num, ec == std::errc{} ? static_cast<std::size_t>(end - num) : 0);
   out += ",\"bytes\":";
-  out += std::to_string(r.bytes);
+  append_number(out, r.bytes);
   if (!r.ok) {
     out += ",\"error\":{\"kind\":";
     append_json_string(out, r.error_kind);

@@ -70,7 +70,7 @@ class backoff {
 
 template <class R, class F>
 task<R> retry_loop(retry_policy p, F make, time_point deadline) {
-  backoff b(p);
+  std::optional<backoff> b;  // made at the first failure: most calls succeed at once
   for (unsigned attempt = 1;; ++attempt) {
     std::exception_ptr failure;
     try {
@@ -79,7 +79,8 @@ task<R> retry_loop(retry_policy p, F make, time_point deadline) {
       failure = std::current_exception();
     }
     if (attempt >= p.max_attempts || !should_retry(p, failure)) std::rethrow_exception(failure);
-    duration delay = retry_delay(p, b, attempt, failure);
+    if (!b) b.emplace(p);
+    duration delay = retry_delay(p, *b, attempt, failure);
     if (deadline != time_point::max() && task_now() + delay >= deadline) {
       std::rethrow_exception(failure);  // the next attempt could not finish in time
     }

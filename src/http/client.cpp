@@ -333,9 +333,11 @@ struct client::impl {
     co_return co_await exchange(u, req, ro, deadline);
   }
 
-  task<response> run(std::string method, std::string target_url, headers h, std::string body,
-                     request_options ro) {
-    url u = url::parse(target_url);
+  // `parsed`, or else `raw` parsed here (inside the task: a bad URL fails
+  // the await, not the call).
+  task<response> run(std::string method, std::optional<url> parsed, std::string raw, headers h,
+                     std::string body, request_options ro) {
+    url u = parsed ? std::move(*parsed) : url::parse(raw);
     const duration total = ro.timeout != duration::zero() ? ro.timeout : opts.request_timeout;
     const time_point deadline = total > duration::zero() ? loop->now() + total : time_point::max();
     const int max_redirects = ro.max_redirects >= 0 ? ro.max_redirects : opts.max_redirects;
@@ -397,9 +399,15 @@ client::~client() {
   if (impl_) close_idle();
 }
 
-task<response> client::send(std::string method, std::string url, headers h, std::string body,
+// Not coroutines themselves: the response is moved up one level less.
+task<response> client::send(std::string method, std::string target, headers h, std::string body,
                             request_options opts) {
-  co_return co_await impl_->run(std::move(method), std::move(url), std::move(h), std::move(body), opts);
+  return impl_->run(std::move(method), std::nullopt, std::move(target), std::move(h), std::move(body), opts);
+}
+
+task<response> client::send(std::string method, url target, headers h, std::string body,
+                            request_options opts) {
+  return impl_->run(std::move(method), std::move(target), {}, std::move(h), std::move(body), opts);
 }
 
 client_statistics client::statistics() const noexcept {

@@ -10,10 +10,12 @@ namespace spindle::http {
 
 namespace {
 
+// ASCII only (URLs are; std::tolower consults the locale per character).
 std::string lower(std::string_view s) {
   std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
   return out;
 }
 
@@ -98,13 +100,16 @@ url url::parse(std::string_view text) {
 
 std::string url::host_header() const {
   std::string h;  // (appends: g++ 12 -Wrestrict false positive on "[" + host)
+  h.reserve(host.size() + 8);
   const bool v6 = host.find(':') != std::string::npos;
   if (v6) h += '[';
   h += host;
   if (v6) h += ']';
   if (!default_port()) {
+    char digits[8];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, port);
     h += ':';
-    h += std::to_string(port);
+    h.append(digits, static_cast<std::size_t>(end - digits));
   }
   return h;
 }

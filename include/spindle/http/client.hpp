@@ -16,6 +16,7 @@
 #include "spindle/event_loop.hpp"
 #include "spindle/http/errors.hpp"
 #include "spindle/http/message.hpp"
+#include "spindle/http/url.hpp"
 #include "spindle/net/dns.hpp"
 #include "spindle/retry.hpp"
 #include "spindle/task.hpp"
@@ -95,6 +96,10 @@ class client {
   /// dns_error, connect_error, tls_error, timeout_error, protocol_error, and
   /// http_status_error when asked to.
   task<response> send(std::string method, std::string url, headers h = {}, std::string body = {},
+                      request_options opts = {});
+  /// As send() with a URL parsed already (url::parse): a caller that
+  /// validates its inputs first does not parse them twice.
+  task<response> send(std::string method, url target, headers h = {}, std::string body = {},
                       request_options opts = {});
   task<response> get(std::string url, request_options opts = {}) {
     return send("GET", std::move(url), {}, {}, opts);
