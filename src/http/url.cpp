@@ -100,7 +100,6 @@ url url::parse(std::string_view text) {
 
 std::string url::host_header() const {
   std::string h;  // (appends: g++ 12 -Wrestrict false positive on "[" + host)
-  h.reserve(host.size() + 8);
   const bool v6 = host.find(':') != std::string::npos;
   if (v6) h += '[';
   h += host;
