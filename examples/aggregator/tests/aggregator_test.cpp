@@ -226,6 +226,37 @@ TEST(Aggregator, ConnectionKilledMidQueryIsConnectionLostAndNotReused) {
   expect_user_7(again, o.pg_conninfo);
 }
 
+// The HTTP backend failing: a non-2xx answer is kind `http_status`, an API
+// that is not listening is kind `connect`; the other sub-queries answer.
+TEST(Aggregator, HttpBackendFailuresAreTyped) {
+  aggregator::mock_api api;
+  {
+    auto o = options();
+    o.api_base_url = api.base_url() + "/missing";  // every path 404s
+    aggregator::service svc(o);
+    const json doc = get_json(svc.port(), "/graph/4");
+    EXPECT_EQ(doc["ok"], 8) << doc.dump();
+    for (const char* name : {"http.items", "http.reviews", "http.pricing", "http.stock"}) {
+      EXPECT_EQ(doc["results"][name]["error"]["kind"], "http_status") << name;
+      EXPECT_NE(doc["results"][name]["error"]["message"].get<std::string>().find("404"), std::string::npos)
+          << doc["results"][name].dump();
+    }
+    EXPECT_EQ(doc["results"]["pg.user"]["ok"], true);
+  }
+  const std::string gone = api.base_url();
+  api.stop();
+  {
+    auto o = options();
+    o.api_base_url = gone;  // nothing listens there any more
+    aggregator::service svc(o);
+    const json doc = get_json(svc.port(), "/graph/4");
+    EXPECT_EQ(doc["ok"], 8) << doc.dump();
+    for (const char* name : {"http.items", "http.reviews", "http.pricing", "http.stock"})
+      EXPECT_EQ(doc["results"][name]["error"]["kind"], "connect") << doc["results"][name].dump();
+    EXPECT_EQ(doc["results"]["sqlite.tags"]["ok"], true);
+  }
+}
+
 TEST(Aggregator, WholeRequestTimeoutIsA504AndTheServiceStaysUp) {
   auto o = options();
   o.request_timeout = 2000ms;
