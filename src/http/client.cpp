@@ -284,8 +284,13 @@ struct client::impl {
     bool got_any = false;
     response resp;
     try {
-      // run() set Host already: no second host_header() per request.
-      co_await c->io.write_all(serialize(req, req.headers.contains("Host") ? std::string() : u.host_header()));
+      // run() set Host already: no second host_header() per request. (Named,
+      // not a conditional temporary inside the co_await: g++ 12 frees such a
+      // temporary it never built; DEVELOPERS.md.)
+      std::string host;
+      if (!req.headers.contains("Host")) host = u.host_header();
+      const std::string wire = serialize(req, host);
+      co_await c->io.write_all(wire);
       const time_point header_deadline = std::min(deadline, loop->now() + opts.header_timeout);
       if (!co_await c->reader.wait_for_data(c->io, header_deadline)) {
         if (loop->now() >= header_deadline) throw timeout_error("waiting for the response headers timed out");
