@@ -28,7 +28,7 @@ constexpr const char* usage = R"(usage: aggregator --pg CONNINFO [options]
   --sqlite-threads N    SQLite pool threads (default 4)
   --http-connections N  connections to the HTTP API (default 64)
   --api URL             HTTP backend base URL (default: start the built-in mock API)
-  --sqlite PATH         SQLite database (default: a fresh seeded temporary file)
+  --sqlite PATH         SQLite database, seeded if it does not exist (default: a temporary one)
   --timeout-ms N        per-sub-query timeout (default 1000)
 
 GET /graph/{id}[?mode=sequential][&delay_ms=N][&timeout_ms=N], GET /metrics, GET /healthz

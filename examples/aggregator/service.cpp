@@ -229,7 +229,9 @@ service::service(service_options opts)
       api_base_url_ = opts_.api_base_url;
     }
     std::string sqlite_path = opts_.sqlite_path;
-    if (sqlite_path.empty()) {
+    if (!sqlite_path.empty() && !std::filesystem::exists(sqlite_path)) {
+      sqlite_store::create_seeded(sqlite_path);
+    } else if (sqlite_path.empty()) {
       temp_dir_ = make_temp_dir();
       sqlite_path = temp_dir_ + "/aggregator.db";
       sqlite_store::create_seeded(sqlite_path);

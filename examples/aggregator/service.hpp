@@ -41,7 +41,8 @@ struct service_options {
   std::string pg_conninfo;
   /// Base URL of the HTTP backend; empty: start the built-in mock API.
   std::string api_base_url;
-  /// SQLite database; empty: a fresh seeded file in a temporary directory.
+  /// SQLite database (created and seeded if it does not exist); empty: a
+  /// fresh seeded file in a temporary directory.
   std::string sqlite_path;
   std::uint16_t port = 0;  ///< 0: ephemeral (see port())
   std::size_t workers = 16;
