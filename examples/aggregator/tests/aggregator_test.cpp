@@ -2,7 +2,11 @@
 // `aggregator_pg` starts a throwaway cluster with scripts/pg-cluster.sh),
 // SQLite on its pool and the mock HTTP API.
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -243,17 +247,25 @@ TEST(Aggregator, HttpBackendFailuresAreTyped) {
     }
     EXPECT_EQ(doc["results"]["pg.user"]["ok"], true);
   }
-  const std::string gone = api.base_url();
-  api.stop();
   {
+    // A port that is bound but not listening: connections to it are
+    // refused, and no other process can take it meanwhile.
+    const int reserved = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(::bind(reserved, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ::getsockname(reserved, reinterpret_cast<sockaddr*>(&addr), &len);
     auto o = options();
-    o.api_base_url = gone;  // nothing listens there any more
+    o.api_base_url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
     aggregator::service svc(o);
     const json doc = get_json(svc.port(), "/graph/4");
     EXPECT_EQ(doc["ok"], 8) << doc.dump();
     for (const char* name : {"http.items", "http.reviews", "http.pricing", "http.stock"})
       EXPECT_EQ(doc["results"][name]["error"]["kind"], "connect") << doc["results"][name].dump();
     EXPECT_EQ(doc["results"]["sqlite.tags"]["ok"], true);
+    ::close(reserved);
   }
 }
 
