@@ -276,9 +276,14 @@ struct client::impl {
     std::unique_ptr<connection> c = co_await acquire(u, reused);
     if (reused) ++stats.reused;
     const std::uint64_t limit = ro.max_response_bytes != 0 ? ro.max_response_bytes : opts.max_response_bytes;
-    c->reader = message_reader(
-        message_parser::kind::response,
-        {.max_header_bytes = opts.max_header_bytes, .max_body_bytes = limit, .keep_body = ro.keep_body});
+    // The connection's parser is fresh (new connection) or reset (release()
+    // calls next(); a connection with leftover bytes is never pooled): set
+    // this request's limits instead of rebuilding it.
+    parse_limits limits;
+    limits.max_header_bytes = opts.max_header_bytes;
+    limits.max_body_bytes = limit;
+    limits.keep_body = ro.keep_body;
+    c->reader.parser().set_limits(limits);
     c->reader.parser().set_no_body(req.method == "HEAD");
     std::exception_ptr failure;
     bool got_any = false;

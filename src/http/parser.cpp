@@ -147,6 +147,8 @@ message_parser& message_parser::operator=(message_parser&&) noexcept = default;
 
 void message_parser::set_no_body(bool no_body) noexcept { s_->no_body = no_body; }
 
+void message_parser::set_limits(parse_limits limits) noexcept { s_->limits = limits; }
+
 std::size_t message_parser::feed(std::span<const char> data) {
   state& s = *s_;
   if (s.done) return 0;

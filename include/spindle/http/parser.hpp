@@ -40,6 +40,10 @@ class message_parser {
 
   /// For a response to HEAD (or a 1xx/204/304 the caller knows of): no body.
   void set_no_body(bool no_body) noexcept;
+  /// New limits for the next message (between messages: after reset() or
+  /// construction). A kept-alive connection's parser is reused this way
+  /// instead of being rebuilt per request.
+  void set_limits(parse_limits limits) noexcept;
   /// Parses `data`; returns the bytes consumed (all of them unless a
   /// message completed inside). Throws protocol_error with llhttp's reason
   /// ("Invalid header value char", "Response overflow (content-length)", ...).
