@@ -190,6 +190,8 @@ struct run_state {
   std::uint64_t next_index = 0;
   std::size_t next_arg = 0;
   bool input_done = false;
+  bool pool_read_pending = false;  // a read job was cut off by a stop (it may still run)
+  bool input_is_file = false;      // a regular file: it ends, so a deadline drain can read it all
   std::string input_error;
   std::uint64_t read = 0, skipped = 0, other_shards = 0;
 
@@ -414,7 +416,9 @@ struct run_state {
         const bool more = f->read_batch(lines, 1024);
         return std::make_pair(more, std::move(lines));
       };
+      pool_read_pending = true;
       auto batch = co_await run_blocking(input_pool, job_name{"read urls"}, std::move(read_batch));
+      pool_read_pending = false;
       for (std::string& line : batch.second) {
         const std::uint64_t index = next_index++;
         co_await offer(index, std::move(line));
@@ -547,7 +551,10 @@ struct run_state {
     while (auto it = inputs.try_receive()) emit_cancelled(it->index, it->url, 0, 0);
     // After the deadline, the rest of the input is read too: every input
     // gets its result (a signal means "stop now": no drain).
-    if (deadline_hit && signal == 0 && !input_done) co_await read_inputs();
+    // Only from a regular file (a pipe may never end), and only when no cut-off
+    // read job may still be using the reader.
+    if (deadline_hit && signal == 0 && !input_done && input_is_file && !pool_read_pending)
+      co_await read_inputs();
     if (timer) timer->cancel();
     if (progressing) {
       progressing->cancel();
@@ -629,6 +636,7 @@ int run_fetch(const fetch_options& opts) {
 
   // The input file: opened now, so a bad path is a usage error before anything starts.
   std::shared_ptr<line_reader> file;
+  bool input_is_file = false;
   if (!opts.urls_file.empty()) {
     const int fd = opts.urls_file == "-" ? 0 : ::open(opts.urls_file.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return usage("--urls " + opts.urls_file + ": " + std::strerror(errno));
@@ -637,6 +645,7 @@ int run_fetch(const fetch_options& opts) {
       ::close(fd);
       return usage("--urls " + opts.urls_file + ": " + std::strerror(EISDIR));
     }
+    input_is_file = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
     file = std::make_shared<line_reader>(fd, opts.urls_file == "-" ? std::string("stdin") : opts.urls_file);
   }
   resume_scan scan;
@@ -675,6 +684,7 @@ int run_fetch(const fetch_options& opts) {
     auto run = [&]() -> task<int> {
       st = std::make_unique<run_state>(opts, loop, co, out_fd);
       st->file = file;
+      st->input_is_file = input_is_file;
       st->resume = std::move(scan);
       for (const auto& [k, v] : opts.headers) st->base_headers.add(k, v);
       st->ro.timeout = opts.timeout;

@@ -334,6 +334,28 @@ TEST(CliFetch, DeadlineGivesEveryInputAResult) {
   EXPECT_EQ(ok, 5u) << "one round of 5 fits in the deadline";
 }
 
+// A deadline with a pipe that never ends: the run still ends (no drain of
+// an endless input), with a result for every input read.
+TEST(CliFetch, DeadlineWithAnOpenPipeStillEnds) {
+  temp_dir dir;
+  const std::string fifo = dir.file("urls.fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const int w = ::open(fifo.c_str(), O_RDWR | O_CLOEXEC);  // stays open: the input never ends
+  ASSERT_GE(w, 0);
+  const std::string lines = faults().base_url() + "/ok\n" + faults().base_url() + "/delay?ms=60000\n";
+  ASSERT_EQ(::write(w, lines.data(), lines.size()), static_cast<ssize_t>(lines.size()));
+  run_result r = finish(dir, start(dir, {"fetch", "-q", "--urls", "-", "--deadline", "500ms"}, fifo), 60s);
+  ::close(w);
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  auto results = lines_of(r.out);
+  expect_one_result_per_input(results, 2);
+  for (const auto& res : results) {
+    if (!res["ok"].get<bool>()) {
+      EXPECT_EQ(res["error"]["kind"], "cancelled") << res.dump();
+    }
+  }
+}
+
 TEST(CliFetch, ShardsSplitTheInputWithGlobalIndices) {
   temp_dir dir;
   const std::string b = faults().base_url();
