@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -662,6 +663,19 @@ int run_fetch(const fetch_options& opts) {
         ::open(opts.out.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (opts.resume ? O_APPEND : O_TRUNC), 0644);
     if (out_fd < 0) return usage("--out " + opts.out + ": " + std::strerror(errno));
   }
+  // One descriptor per connection: raise the soft limit to the hard one
+  // (Debian's default soft limit, 1,024, is below a --concurrency of 2,000).
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &files);
+    (void)::getrlimit(RLIMIT_NOFILE, &files);
+  }
+  if (!opts.quiet && files.rlim_cur != RLIM_INFINITY && opts.concurrency + 64 > files.rlim_cur)
+    std::fprintf(stderr,
+                 "spindle fetch: warning: --concurrency %zu is above the open-file limit (%llu): connections "
+                 "beyond it fail as 'connect' errors\n",
+                 opts.concurrency, static_cast<unsigned long long>(files.rlim_cur));
   const int sfd = block_signals();
   if (sfd < 0) return usage(std::string("signalfd: ") + std::strerror(errno));
 

@@ -64,9 +64,18 @@ class temp_dir {
   std::string path_;
 };
 
+// Starts `program args...` (stdout/stderr to files in `dir`).
+pid_t start_program(const temp_dir& dir, const std::string& program, const std::vector<std::string>& args,
+                    const std::string& stdin_file = "");
+
 // Starts `spindle args...`; stdout/stderr to files in `dir`.
 pid_t start(const temp_dir& dir, const std::vector<std::string>& args, const std::string& stdin_file = "") {
-  std::vector<std::string> all{SPINDLE_CLI_PATH};
+  return start_program(dir, SPINDLE_CLI_PATH, args, stdin_file);
+}
+
+pid_t start_program(const temp_dir& dir, const std::string& program, const std::vector<std::string>& args,
+                    const std::string& stdin_file) {
+  std::vector<std::string> all{program};
   all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : all) argv.push_back(a.data());
@@ -78,9 +87,9 @@ pid_t start(const temp_dir& dir, const std::vector<std::string>& args, const std
   posix_spawn_file_actions_addopen(&fa, 0, stdin_file.empty() ? "/dev/null" : stdin_file.c_str(), O_RDONLY,
                                    0);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, SPINDLE_CLI_PATH, &fa, nullptr, argv.data(), environ);
+  const int rc = posix_spawnp(&pid, program.c_str(), &fa, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
-  EXPECT_EQ(rc, 0) << "posix_spawn " << SPINDLE_CLI_PATH;
+  EXPECT_EQ(rc, 0) << "posix_spawn " << program;
   return pid;
 }
 
@@ -459,6 +468,22 @@ TEST(CliFetch, RateLimitSpacesTheRequests) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   // A burst of 2 (a tenth of a second), then 20 per second: 10 more take >= 0.5 s.
   EXPECT_GE(took, 450ms);
+}
+
+// More connections than the soft open-file limit allows: fetch raises the
+// soft limit to the hard one (prlimit, util-linux, sets a low soft limit).
+TEST(CliFetch, ConcurrencyAboveTheSoftFileLimitWorks) {
+  temp_dir dir;
+  spindle::cli::mock_api api;
+  std::string list;
+  for (int i = 0; i < 400; ++i) list += api.base_url() + "/items/" + std::to_string(i) + "?delay_ms=300\n";
+  write_file(dir.file("urls.txt"), list);
+  run_result r = finish(dir, start_program(dir, "prlimit",
+                                           {"--nofile=128:4096", SPINDLE_CLI_PATH, "fetch", "--urls",
+                                            dir.file("urls.txt"), "--concurrency", "400", "--no-progress"}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  expect_one_result_per_input(lines_of(r.out), 400);
+  EXPECT_NE(r.err.find("connections opened=400 "), std::string::npos) << r.err;
 }
 
 TEST(CliFetch, AnUnwritableOutputExitsOne) {
