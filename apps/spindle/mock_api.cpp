@@ -86,6 +86,10 @@ struct mock_api::impl {
       r.status = static_cast<int>(fail);
       if (fail == 429 || fail == 503) r.headers.add("Retry-After", "0");
       r.body = "{\"error\":\"status " + std::to_string(fail) + "\"}";
+    } else if (!query_param(target, "binary").empty()) {
+      for (int b = 0; b < 256; ++b) r.body += static_cast<char>(b);
+      r.headers.add("Content-Type", "application/octet-stream");
+      co_return r;
     } else {
       r.body = "{\"id\":" + std::to_string(id) + ",\"name\":\"item " + std::to_string(id) + "\"}";
     }

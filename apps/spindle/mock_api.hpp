@@ -3,11 +3,12 @@
 // spindle's own http::server on 127.0.0.1, on a background loop of its own
 // so whatever the demo does to its own loop never slows the server.
 //
-//   GET /items/{id}[?delay_ms=N][&fail=CODE][&hang=1][&flaky=1]
+//   GET /items/{id}[?delay_ms=N][&fail=CODE][&hang=1][&flaky=1][&binary=1]
 //     200 {"id":ID,"name":"item ID"} after N ms (at most 60 s);
 //     fail=CODE: that status instead (429 and 503 with Retry-After: 0);
 //     hang=1: answers only after 60 s (a client timeout is the way out);
-//     flaky=1: 503 the first time this id is asked for, 200 afterwards.
+//     flaky=1: 503 the first time this id is asked for, 200 afterwards;
+//     binary=1: the 256 byte values 0..255 (application/octet-stream).
 //   GET /         200 "hello" (the benchmarks' plain route)
 //   anything else 404
 

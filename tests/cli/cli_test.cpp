@@ -486,6 +486,46 @@ TEST(CliFetch, ConcurrencyAboveTheSoftFileLimitWorks) {
   EXPECT_NE(r.err.find("connections opened=400 "), std::string::npos) << r.err;
 }
 
+TEST(CliFetch, MaxBodyRejectsLargerResponses) {
+  temp_dir dir;
+  const std::string b = faults().base_url();
+  run_result r =
+      run(dir, {"fetch", "-q", "--max-body", "1k", b + "/big?bytes=100000", b + "/big?bytes=1000"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  auto results = lines_of(r.out);
+  expect_one_result_per_input(results, 2);
+  for (const auto& res : results) {
+    if (res["index"] == 0) {
+      EXPECT_EQ(res["error"]["kind"], "protocol") << res.dump();
+      EXPECT_EQ(res["attempts"], 1) << res.dump();
+    } else {
+      EXPECT_TRUE(res["ok"].get<bool>()) << res.dump();
+      EXPECT_EQ(res["bytes"], 1000) << res.dump();
+    }
+  }
+}
+
+TEST(CliFetch, BinaryBodiesAreBase64) {
+  temp_dir dir;
+  spindle::cli::mock_api api;
+  run_result r =
+      run(dir, {"fetch", "-q", "--body", api.base_url() + "/items/1?binary=1", api.base_url() + "/items/2"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  auto results = lines_of(r.out);
+  ASSERT_EQ(results.size(), 2u);
+  for (const auto& res : results) {
+    if (res["index"] == 0) {
+      EXPECT_EQ(res["body_encoding"], "base64") << res.dump();
+      std::string all;
+      for (int b = 0; b < 256; ++b) all += static_cast<char>(b);
+      EXPECT_EQ(res["body"], spindle::cli::base64(all));
+    } else {
+      EXPECT_FALSE(res.contains("body_encoding")) << res.dump();
+      EXPECT_EQ(res["body"], "{\"id\":2,\"name\":\"item 2\"}");
+    }
+  }
+}
+
 TEST(CliFetch, AnUnwritableOutputExitsOne) {
   temp_dir dir;
   run_result r = run(dir, {"fetch", "-q", "--out", "/dev/full", faults().base_url() + "/ok"});
