@@ -13,7 +13,6 @@
 #include "fetch.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -26,6 +25,7 @@
 #include <map>
 #include <memory>
 
+#include "line_reader.hpp"
 #include "output.hpp"
 #include "parse.hpp"
 #include "spindle/as_completed.hpp"
@@ -46,122 +46,6 @@ namespace {
 struct input_item {
   std::uint64_t index = 0;
   std::string url;
-};
-
-// Lines of a file or stdin, read with blocking calls (on the input pool).
-// A batch ends at `max` lines, at the end of the input, or as soon as no
-// more bytes are ready: a slow producer (`tail -f urls | spindle fetch
-// --urls -`) gets each line fetched as it arrives, not after 1,024 more.
-class line_reader {
- public:
-  line_reader(int fd, std::string name) : fd_(fd), name_(std::move(name)) {}
-  ~line_reader() {
-    if (fd_ > 2) ::close(fd_);
-  }
-  line_reader(const line_reader&) = delete;
-  line_reader& operator=(const line_reader&) = delete;
-
-  // Up to `max` URLs, trimmed, blank lines and # comments skipped. False
-  // at the end of the input or on a read error (error() tells).
-  bool read_batch(std::vector<std::string>& out, std::size_t max) {
-    for (;;) {
-      take_lines(out, max);
-      if (out.size() >= max) return true;
-      if (eof_) {
-        if (!buf_.empty()) {  // a last line without a newline
-          std::string last = std::exchange(buf_, std::string());
-          add_line(out, last);
-        }
-        return false;
-      }
-      if (!out.empty()) {
-        pollfd p{fd_, POLLIN, 0};
-        if (::poll(&p, 1, 0) <= 0) return true;  // nothing more right now: hand these over
-      }
-      char chunk[64 * 1024];
-      const ssize_t n = ::read(fd_, chunk, sizeof chunk);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        error_ = errno;
-        return false;
-      }
-      if (n == 0) {
-        eof_ = true;
-        continue;
-      }
-      buf_.append(chunk, static_cast<std::size_t>(n));
-      if (buf_.size() > max_line && buf_.find('\n') == std::string::npos) {
-        // A "line" of a megabyte: an input of its own (an invalid URL), not unbounded memory.
-        std::string huge = std::exchange(buf_, std::string());
-        add_line(out, huge);
-      }
-    }
-  }
-  [[nodiscard]] int error() const noexcept { return error_; }
-  [[nodiscard]] std::uint64_t line() const noexcept { return line_; }
-  [[nodiscard]] const std::string& name() const noexcept { return name_; }
-
- private:
-  static constexpr std::size_t max_line = 1 << 20;
-
-  void take_lines(std::vector<std::string>& out, std::size_t max) {
-    std::size_t pos = 0;
-    while (out.size() < max) {
-      const std::size_t nl = buf_.find('\n', pos);
-      if (nl == std::string::npos) break;
-      add_line(out, std::string_view(buf_).substr(pos, nl - pos));
-      pos = nl + 1;
-    }
-    buf_.erase(0, pos);
-  }
-
-  void add_line(std::vector<std::string>& out, std::string_view s) {
-    ++line_;
-    while (!s.empty() && (s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    if (s.empty() || s.front() == '#') return;
-    out.emplace_back(s);
-  }
-
-  int fd_;
-  std::string name_;
-  std::string buf_;
-  std::uint64_t line_ = 0;
-  bool eof_ = false;
-  int error_ = 0;
-};
-
-// Result lines, written in batches: a line is written before the loop next
-// waits for I/O (the flusher runs after the ready tasks of this turn).
-class result_writer {
- public:
-  explicit result_writer(int fd) : fd_(fd) {}
-  void add(const fetch_result& r) {
-    append_result_line(buf_, r);
-    if (buf_.size() >= (256u << 10)) flush();
-    pending.set();
-  }
-  void flush() noexcept {
-    pending.clear();
-    std::size_t off = 0;
-    while (off < buf_.size() && error_ == 0) {
-      const ssize_t n = ::write(fd_, buf_.data() + off, buf_.size() - off);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        error_ = errno;
-        break;
-      }
-      off += static_cast<std::size_t>(n);
-    }
-    buf_.clear();
-  }
-  [[nodiscard]] int error() const noexcept { return error_; }
-  event pending{"fetch output"};
-
- private:
-  int fd_;
-  std::string buf_;
-  int error_ = 0;
 };
 
 // Per item, across its attempts.
@@ -619,10 +503,6 @@ int block_signals() {
   return ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
-bool idempotent(std::string_view m) {
-  return m == "GET" || m == "HEAD" || m == "PUT" || m == "DELETE" || m == "OPTIONS" || m == "TRACE";
-}
-
 }  // namespace
 
 int run_fetch(const fetch_options& opts) {
@@ -704,9 +584,8 @@ int run_fetch(const fetch_options& opts) {
       st->ro.timeout = opts.timeout;
       st->ro.keep_body = opts.body;
       st->ro.max_response_bytes = opts.max_body;
-      const bool retryable_method = opts.retry_unsafe || idempotent(opts.method);
-      st->policy = http::http_retry_policy(opts.method, retryable_method ? opts.retries + 1 : 1, opts.backoff,
-                                           opts.retry_unsafe);
+      // Non-idempotent methods get one attempt unless --retry-unsafe (the policy sees to it).
+      st->policy = http::http_retry_policy(opts.method, opts.retries + 1, opts.backoff, opts.retry_unsafe);
       // A Retry-After beyond max_retry_after ends the item with its status
       // instead of a long wait. (The wrapper captures one pointer: it fits
       // std::function's small buffer, and retry() copies the policy per item.)

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <sstream>
 #include <string>
@@ -63,46 +64,43 @@ std::string finish_fetch_options(const raw_fetch& raw, bool method_given, fetch_
   o.retries = static_cast<unsigned>(n);
   if (auto e = count("--max-redirects", raw.max_redirects, 0, n); !e.empty()) return e;
   o.max_redirects = static_cast<int>(std::min<std::uint64_t>(n, 100));
-  try {
-    o.timeout = parse_duration(raw.timeout);
-    if (o.timeout <= spindle::duration::zero()) return "--timeout: must be more than zero";
-  } catch (const std::invalid_argument& e) {
-    return std::string("--timeout: ") + e.what();
-  }
-  try {
-    if (!raw.deadline.empty()) o.deadline = parse_duration(raw.deadline);
-  } catch (const std::invalid_argument& e) {
-    return std::string("--deadline: ") + e.what();
-  }
-  try {
-    o.backoff = parse_duration(raw.backoff);
-  } catch (const std::invalid_argument& e) {
-    return std::string("--backoff: ") + e.what();
-  }
-  try {
-    if (!raw.max_body.empty()) o.max_body = parse_bytes(raw.max_body);
-  } catch (const std::invalid_argument& e) {
-    return std::string("--max-body: ") + e.what();
-  }
-  try {
-    if (!raw.rate.empty()) o.rate = parse_rate(raw.rate);
-  } catch (const std::invalid_argument& e) {
-    return std::string("--rate: ") + e.what();
-  }
-  try {
-    if (!raw.shard.empty()) {
-      const shard_spec s = parse_shard(raw.shard);
-      o.shard_k = s.k;
-      o.shard_n = s.n;
-    }
-  } catch (const std::invalid_argument& e) {
-    return std::string("--shard: ") + e.what();
-  }
-  for (const auto& h : raw.headers) {
+  // Each option's parser; an invalid_argument becomes "NAME: why".
+  const std::pair<const char*, std::function<void()>> parsers[] = {
+      {"--timeout",
+       [&] {
+         o.timeout = parse_duration(raw.timeout);
+         if (o.timeout <= spindle::duration::zero()) throw std::invalid_argument("must be more than zero");
+       }},
+      {"--deadline",
+       [&] {
+         if (!raw.deadline.empty()) o.deadline = parse_duration(raw.deadline);
+       }},
+      {"--backoff", [&] { o.backoff = parse_duration(raw.backoff); }},
+      {"--max-body",
+       [&] {
+         if (!raw.max_body.empty()) o.max_body = parse_bytes(raw.max_body);
+       }},
+      {"--rate",
+       [&] {
+         if (!raw.rate.empty()) o.rate = parse_rate(raw.rate);
+       }},
+      {"--shard",
+       [&] {
+         if (raw.shard.empty()) return;
+         const shard_spec s = parse_shard(raw.shard);
+         o.shard_k = s.k;
+         o.shard_n = s.n;
+       }},
+      {"--header",
+       [&] {
+         for (const auto& h : raw.headers) o.headers.push_back(parse_header(h));
+       }},
+  };
+  for (const auto& [name, parse] : parsers) {
     try {
-      o.headers.push_back(parse_header(h));
+      parse();
     } catch (const std::invalid_argument& e) {
-      return std::string("--header: ") + e.what();
+      return std::string(name) + ": " + e.what();
     }
   }
   if (!raw.data.empty()) {

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -170,6 +171,27 @@ void append_result_line(std::string& out, const fetch_result& r) {
     }
   }
   out += "}\n";
+}
+
+void result_writer::add(const fetch_result& r) {
+  append_result_line(buf_, r);
+  if (buf_.size() >= (256u << 10)) flush();
+  pending.set();
+}
+
+void result_writer::flush() noexcept {
+  pending.clear();
+  std::size_t off = 0;
+  while (off < buf_.size() && error_ == 0) {
+    const ssize_t n = ::write(fd_, buf_.data() + off, buf_.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      error_ = errno;
+      break;
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  buf_.clear();
 }
 
 resume_scan prepare_resume(const std::string& path) {

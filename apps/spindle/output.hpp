@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "spindle/event.hpp"
+
 namespace spindle::cli {
 
 /// One input's final result.
@@ -31,6 +33,24 @@ void append_json_string(std::string& out, std::string_view s);
 [[nodiscard]] std::string base64(std::string_view s);
 /// The result as one JSON object and a newline.
 void append_result_line(std::string& out, const fetch_result& r);
+
+/// Result lines, written in batches: add() appends and sets `pending`; the
+/// fetch's flusher task writes the batch once the loop's ready tasks have
+/// run (so a line is written before the loop next waits for I/O), and
+/// large batches are written at once. A write error is kept, not thrown.
+class result_writer {
+ public:
+  explicit result_writer(int fd) : fd_(fd) {}
+  void add(const fetch_result& r);
+  void flush() noexcept;
+  [[nodiscard]] int error() const noexcept { return error_; }
+  event pending{"fetch output"};
+
+ private:
+  int fd_;
+  std::string buf_;
+  int error_ = 0;
+};
 
 /// What an earlier output file already holds, for --resume.
 struct resume_scan {
