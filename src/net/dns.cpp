@@ -7,7 +7,8 @@
 // ares_process_fd. c-ares' retransmission timeouts run on a timerfd, pumped
 // the same way. A lookup is a `query` shared by its waiters (concurrent
 // lookups of one name share it) and by the c-ares callback, which fills it,
-// caches the answer and sets the query's event.
+// caches the answer and sets the query's event. The socket and timer side
+// (watchers, pumps) is in dns_io.cpp; the shared declarations in dns_impl.hpp.
 //
 // Why a timerfd and not a loop timer for c-ares' timeouts: c-ares measures
 // them on CLOCK_MONOTONIC itself (ares_timeout answers "in so much real
@@ -68,6 +69,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "dns_impl.hpp"
 #include "dns_names.hpp"
 #include "spindle/async_fd.hpp"
 #include "spindle/cancel_scope.hpp"
@@ -79,50 +81,10 @@ namespace spindle::net {
 
 namespace {
 
-constexpr int read_dir = 0;
-constexpr int write_dir = 1;
-// ares_process_fd rounds a pump runs back to back before it lets the other
-// ready tasks run (a socket that stays readable must not hold the loop).
-constexpr int rounds_before_yield = 16;
-
-// One getaddrinfo in flight: shared by the lookups waiting for it and by the
-// c-ares callback.
-struct query {
-  std::string key;
-  event done{"dns query"};
-  int status = ARES_SUCCESS;
-  std::vector<socket_address> addresses;  // port 0
-  std::size_t waiters = 0;
-};
-
-// A descriptor c-ares asked us to watch (or the resolver's timerfd).
-struct watcher {
-  resolver::impl* owner;
-  int fd;
-  bool is_timer;
-  std::unique_ptr<async_fd> io;
-  bool closed = false;
-  struct direction {
-    bool wanted = false;
-    std::uint64_t gen = 0;
-    join_handle<void> pump;
-  };
-  direction dirs[2];
-
-  [[nodiscard]] bool live(int d, std::uint64_t gen) const noexcept { return !closed && dirs[d].gen == gen; }
-};
-
-// Whether `fd` is readable (d == read_dir) or writable right now (a level
-// check; see invariant 3). Errors and hang-ups count: the next
-// ares_process_fd sees them and closes the socket.
-bool ready_now(int fd, int d) noexcept {
-  pollfd p{fd, static_cast<short>(d == read_dir ? POLLIN : POLLOUT), 0};
-  int n;
-  do {
-    n = ::poll(&p, 1, 0);
-  } while (n < 0 && errno == EINTR);
-  return n > 0 && p.revents != 0;
-}
+using dns_detail::query;
+using dns_detail::read_dir;
+using dns_detail::watcher;
+using dns_detail::write_dir;
 
 using dns_names::fail;
 using dns_names::invalid_name;
@@ -158,97 +120,7 @@ void init_library_once() {
     throw dns_error(std::string("dns: ares_library_init failed: ") + ares_strerror(status));
 }
 
-task<void> pump(std::shared_ptr<watcher> param, int d, std::uint64_t gen);
-
 }  // namespace
-
-struct resolver::impl {
-  impl(event_loop& l, resolver_options o) : loop(l), opts(std::move(o)) {}
-  ~impl() { close(); }
-  impl(const impl&) = delete;
-  impl& operator=(const impl&) = delete;
-
-  event_loop& loop;
-  resolver_options opts;
-  ares_channel channel = nullptr;
-  bool closed = false;
-  // Set while ares_cancel/ares_destroy call queries back: an answer made of
-  // whatever half of an A+AAAA pair had arrived must not be cached.
-  bool cancelling = false;
-  resolver_statistics stats;
-  std::size_t waiters = 0;  // lookups waiting on any query
-
-  std::unordered_map<std::string, std::shared_ptr<query>> pending;  // by cache key
-
-  struct cache_entry {
-    std::vector<socket_address> addresses;
-    time_point expires;
-    std::list<std::string>::iterator lru;
-  };
-  std::unordered_map<std::string, cache_entry> cache;
-  std::list<std::string> lru;  // most recently used first
-
-  std::unordered_map<int, std::shared_ptr<watcher>> sockets;
-  std::shared_ptr<watcher> timer;
-
-  void check_thread(const char* method) const {
-    if (std::this_thread::get_id() != loop.owner_thread()) {
-      throw wrong_thread_error(std::string(method) + ": a resolver belongs to the thread of event_loop '" +
-                               loop.name() + "'");
-    }
-  }
-
-  void open();
-  void close() noexcept;
-
-  // --- cache -------------------------------------------------------------
-  std::optional<std::vector<socket_address>> cache_find(const std::string& key) {
-    auto it = cache.find(key);
-    if (it == cache.end()) return std::nullopt;
-    if (loop.now() >= it->second.expires) {
-      lru.erase(it->second.lru);
-      cache.erase(it);
-      return std::nullopt;
-    }
-    lru.splice(lru.begin(), lru, it->second.lru);
-    return it->second.addresses;
-  }
-
-  void cache_store(const std::string& key, const std::vector<socket_address>& addresses, duration ttl) {
-    if (opts.cache_capacity == 0 || ttl <= duration::zero()) return;
-    auto [it, inserted] = cache.try_emplace(key);
-    if (inserted) {
-      lru.push_front(key);
-      it->second.lru = lru.begin();
-    } else {
-      lru.splice(lru.begin(), lru, it->second.lru);
-    }
-    it->second.addresses = addresses;
-    it->second.expires = loop.now() + ttl;
-    while (cache.size() > opts.cache_capacity) {
-      cache.erase(lru.back());
-      lru.pop_back();
-    }
-  }
-
-  // --- queries -----------------------------------------------------------
-  std::shared_ptr<query> start_query(const std::string& host, const std::string& key, address_family family);
-  void complete(query& q, int status, const ares_addrinfo* res);
-  void waiter_left() noexcept;
-
-  // --- watchers and pumps ------------------------------------------------
-  void on_socket_state(int fd, bool readable, bool writable);
-  void set_wanted(const std::shared_ptr<watcher>& w, int d, bool wanted);
-  void close_watcher(watcher& w) noexcept;
-  void ensure_pumps();
-  void on_ready(watcher& w, int d);
-  void update_timer();
-  void report_failure(const char* where) noexcept;
-
-  // c-ares callbacks (C linkage conventions: they must not throw).
-  static void on_sock_state(void* data, ares_socket_t fd, int readable, int writable) noexcept;
-  static void on_addrinfo(void* arg, int status, int timeouts, ares_addrinfo* res) noexcept;
-};
 
 namespace {
 struct callback_arg {
@@ -409,146 +281,6 @@ void resolver::impl::waiter_left() noexcept {
     }
   }
 }
-
-void resolver::impl::on_sock_state(void* data, ares_socket_t fd, int readable, int writable) noexcept {
-  auto* self = static_cast<impl*>(data);
-  try {
-    self->on_socket_state(fd, readable != 0, writable != 0);
-  } catch (...) {
-    // The socket is unwatched: its queries end by c-ares' timeout.
-    self->report_failure("socket-state callback");
-  }
-}
-
-void resolver::impl::on_socket_state(int fd, bool readable, bool writable) {
-  auto it = sockets.find(fd);
-  if (!readable && !writable) {
-    // c-ares closes the descriptor right after this returns (invariant 1).
-    if (it != sockets.end()) {
-      close_watcher(*it->second);
-      sockets.erase(it);
-    }
-    return;
-  }
-  if (closed) return;
-  if (it == sockets.end()) {
-    auto w = std::make_shared<watcher>(watcher{this, fd, false, nullptr, false, {}});
-    w->io = std::make_unique<async_fd>(loop, fd);
-    it = sockets.emplace(fd, std::move(w)).first;
-  }
-  set_wanted(it->second, read_dir, readable);
-  set_wanted(it->second, write_dir, writable);
-}
-
-void resolver::impl::set_wanted(const std::shared_ptr<watcher>& w, int d, bool wanted) {
-  watcher::direction& dir = w->dirs[d];
-  dir.wanted = wanted;
-  if (wanted) {
-    if (dir.pump.valid() && !dir.pump.done()) return;
-    ++dir.gen;
-    std::string name = w->is_timer ? std::string("dns timer")
-                                   : "dns fd " + std::to_string(w->fd) + (d == read_dir ? " read" : " write");
-    dir.pump = loop.spawn(pump(w, d, dir.gen), std::move(name));
-  } else if (dir.pump.valid()) {
-    // The pump may be the running task (its ares_process_fd got here): it
-    // sees the new generation when that returns.
-    ++dir.gen;
-    dir.pump.cancel();
-    dir.pump = {};
-  }
-}
-
-void resolver::impl::close_watcher(watcher& w) noexcept {
-  w.closed = true;
-  for (auto& dir : w.dirs) {
-    ++dir.gen;
-    dir.wanted = false;
-    // Cancelling a waiting pump removes its wait from the async_fd now,
-    // so destroying the async_fd below finds no waiter.
-    try {
-      dir.pump.cancel();
-    } catch (...) {
-      report_failure("pump cancellation");
-    }
-    dir.pump = {};
-  }
-  w.io.reset();
-}
-
-void resolver::impl::ensure_pumps() {
-  // Invariant 5: a loop's shutdown phase may have cancelled pumps whose
-  // descriptors c-ares still uses.
-  for (auto& [fd, w] : sockets) {
-    for (int d : {read_dir, write_dir}) {
-      if (w->dirs[d].wanted) set_wanted(w, d, true);
-    }
-  }
-  if (timer && timer->dirs[read_dir].wanted) set_wanted(timer, read_dir, true);
-}
-
-void resolver::impl::on_ready(watcher& w, int d) {
-  if (w.is_timer) {
-    std::uint64_t expirations = 0;
-    // EAGAIN (a stale readiness) is fine: c-ares just finds nothing due.
-    (void)!::read(w.fd, &expirations, sizeof expirations);
-    ares_process_fd(channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-  } else if (d == read_dir) {
-    ares_process_fd(channel, w.fd, ARES_SOCKET_BAD);
-  } else {
-    ares_process_fd(channel, ARES_SOCKET_BAD, w.fd);
-  }
-  update_timer();
-}
-
-void resolver::impl::update_timer() {
-  if (closed || !timer) return;
-  timeval tv{};
-  const timeval* next = ares_timeout(channel, nullptr, &tv);
-  itimerspec spec{};
-  if (next != nullptr) {
-    // it_value zero would disarm the timer: a deadline already due is 1 ns away.
-    long long ns = static_cast<long long>(next->tv_sec) * 1'000'000'000LL + next->tv_usec * 1000LL;
-    if (ns <= 0) ns = 1;
-    spec.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000LL);
-    spec.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000LL);
-  }
-  if (::timerfd_settime(timer->fd, 0, &spec, nullptr) != 0) throw system_error("timerfd_settime", errno);
-  set_wanted(timer, read_dir, next != nullptr);
-}
-
-namespace {
-
-// Drives one direction of one watcher (invariants 2 and 3). It ends when its
-// watcher closes or its generation moves on (both checked after every
-// suspension and every ares_process_fd), or when it is cancelled.
-task<void> pump(std::shared_ptr<watcher> param, int d, std::uint64_t gen) {
-  // A local, not the parameter, holds the watcher: it is released when the
-  // body ends, while the frame (and its parameters) lives as long as the
-  // join_handle kept in the watcher.
-  const std::shared_ptr<watcher> w = std::move(param);
-  bool woken = false;
-  int rounds = 0;
-  while (w->live(d, gen)) {
-    if (!woken && !ready_now(w->fd, d)) {
-      if (d == read_dir) {
-        co_await w->io->wait_readable();
-      } else {
-        co_await w->io->wait_writable();
-      }
-      woken = true;
-      rounds = 0;
-      continue;
-    }
-    woken = false;
-    w->owner->on_ready(*w, d);
-    if (++rounds == rounds_before_yield) {
-      rounds = 0;
-      co_await yield();
-    }
-  }
-}
-
-}  // namespace
 
 resolver::resolver(event_loop& loop, resolver_options opts)
     : impl_(std::make_shared<impl>(loop, std::move(opts))) {
