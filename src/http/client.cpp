@@ -38,11 +38,13 @@ std::optional<duration> parse_retry_after(std::string_view v) {
 
 namespace {
 
+struct origin_pool;
+
 // One pooled connection.
 struct connection {
   stream io;
   message_reader reader{message_parser::kind::response};
-  std::string origin;
+  origin_pool* pool = nullptr;  // a pool with a connection counted in it is never swept
   time_point idle_since{};
   std::uint64_t requests = 0;
 };
@@ -57,8 +59,8 @@ struct origin_pool {
 // in arrival order: an idle connection of its origin, or a slot (counted
 // in open) to connect a new one. Nobody else can take it in between.
 struct pool_waiter {
-  explicit pool_waiter(std::string o) : origin(std::move(o)) {}
-  std::string origin;
+  explicit pool_waiter(origin_pool& p) : pool(&p) {}
+  origin_pool* pool;  // never swept while it counts this waiter
   event ready{"http pool wait"};
   std::unique_ptr<connection> handed;
   bool slot = false;
@@ -139,7 +141,7 @@ struct client::impl {
   void dispatch() {
     for (auto it = waiting.begin(); it != waiting.end();) {
       pool_waiter* w = *it;
-      origin_pool& p = pools[w->origin];
+      origin_pool& p = *w->pool;
       if (auto c = take_idle(p)) {
         w->handed = std::move(c);
       } else if (take_slot(p)) {
@@ -196,7 +198,7 @@ struct client::impl {
   }
 
   // A connection for `u` on `slot` (already counted in open): a new one.
-  task<std::unique_ptr<connection>> connect_on_slot(const url& u, const std::string& key) {
+  task<std::unique_ptr<connection>> connect_on_slot(const url& u, origin_pool& p) {
     std::unique_ptr<connection> c;
     std::exception_ptr failure;
     try {
@@ -205,32 +207,33 @@ struct client::impl {
       failure = std::current_exception();
     }
     if (failure) {
-      closed(pools[key]);
+      closed(p);
       std::rethrow_exception(failure);
     }
-    c->origin = key;
+    c->pool = &p;
     ++stats.created;
     co_return c;
   }
 
-  // A connection for `u`: a pooled one, or a new one when the limits allow;
-  // otherwise waits, in arrival order, for one to be returned or closed.
-  task<std::unique_ptr<connection>> acquire(const url& u, bool& reused) {
-    const std::string key = u.origin();
+  // The origin's pool (the caller takes an idle connection from it without
+  // a task of its own: the usual case).
+  origin_pool& pool_for(const std::string& key) {
     sweep_pools();
-    origin_pool& p = pools[key];
+    return pools[key];
+  }
+
+  // A connection for `u` when pool_for() had no idle one: a new one when
+  // the limits allow; otherwise waits, in arrival order, for one to be
+  // returned or closed.
+  task<std::unique_ptr<connection>> acquire(const url& u, origin_pool& p, bool& reused) {
     // Whatever is free now, earlier waiters could not use (dispatch runs on
     // every release): a newcomer does not jump the queue by taking it.
-    if (auto c = take_idle(p)) {
-      reused = true;
-      co_return c;
-    }
     if (take_slot(p)) {
       reused = false;
-      co_return co_await connect_on_slot(u, key);
+      co_return co_await connect_on_slot(u, p);
     }
     dispatch();  // take_idle may have closed stale connections: their slots may serve others
-    pool_waiter w(key);
+    pool_waiter w(p);
     waiting.push_back(&w);
     ++p.waiting;
     std::exception_ptr failure;
@@ -243,10 +246,10 @@ struct client::impl {
       // Cancelled: leave the queue, and pass on anything handed over meanwhile.
       if (auto it = std::find(waiting.begin(), waiting.end(), &w); it != waiting.end()) {
         waiting.erase(it);
-        --pools[key].waiting;
+        --p.waiting;
       }
       if (w.handed) release(std::move(w.handed), true);
-      if (w.slot) closed(pools[key]);
+      if (w.slot) closed(p);
       std::rethrow_exception(failure);
     }
     if (w.handed) {
@@ -254,11 +257,11 @@ struct client::impl {
       co_return std::move(w.handed);
     }
     reused = false;
-    co_return co_await connect_on_slot(u, key);
+    co_return co_await connect_on_slot(u, p);
   }
 
   void release(std::unique_ptr<connection> c, bool reusable) {
-    origin_pool& p = pools[c->origin];
+    origin_pool& p = *c->pool;
     if (reusable && c->io.is_open()) {
       c->idle_since = loop->now();
       c->reader.next();
@@ -270,10 +273,21 @@ struct client::impl {
     closed(p);
   }
 
-  // One request on one connection (no redirects).
-  task<response> exchange(const url& u, const request& req, const request_options& ro, time_point deadline) {
+  // One request on one connection (no redirects), inside run()'s
+  // move_on_at(deadline) when there is a deadline: reads bounded by it need
+  // no timer of their own. `phase` names the step in progress, for run()'s
+  // timeout message.
+  task<response> exchange(const url& u, const std::string& key, const request& req, const request_options& ro,
+                          time_point deadline, const char*& phase) {
     bool reused = false;
-    std::unique_ptr<connection> c = co_await acquire(u, reused);
+    phase = "waiting for a connection";
+    origin_pool& p = pool_for(key);
+    std::unique_ptr<connection> c = take_idle(p);
+    if (c) {
+      reused = true;
+    } else {
+      c = co_await acquire(u, p, reused);
+    }
     if (reused) ++stats.reused;
     const std::uint64_t limit = ro.max_response_bytes != 0 ? ro.max_response_bytes : opts.max_response_bytes;
     // The connection's parser is fresh (new connection) or reset (release()
@@ -283,8 +297,9 @@ struct client::impl {
     limits.max_header_bytes = opts.max_header_bytes;
     limits.max_body_bytes = limit;
     limits.keep_body = ro.keep_body;
-    c->reader.parser().set_limits(limits);
-    c->reader.parser().set_no_body(req.method == "HEAD");
+    message_reader& reader = c->reader;
+    reader.parser().set_limits(limits);
+    reader.parser().set_no_body(req.method == "HEAD");
     std::exception_ptr failure;
     bool got_any = false;
     response resp;
@@ -295,16 +310,30 @@ struct client::impl {
       std::string host;
       if (!req.headers.contains("Host")) host = u.host_header();
       const std::string wire = serialize(req, host);
-      co_await c->io.write_all(wire);
-      const time_point header_deadline = std::min(deadline, loop->now() + opts.header_timeout);
-      if (!co_await c->reader.wait_for_data(c->io, header_deadline)) {
-        if (loop->now() >= header_deadline) throw timeout_error("waiting for the response headers timed out");
+      phase = "sending the request";
+      // Most requests fit the socket's send buffer at once: no write task.
+      const std::size_t sent = c->io.try_write(wire);
+      if (sent < wire.size()) co_await c->io.write_all(std::string_view(wire).substr(sent));
+      // The header timeout needs a timer of its own only if it ends before the request's deadline.
+      const time_point header_deadline = loop->now() + opts.header_timeout;
+      const time_point header_wait = header_deadline < deadline ? header_deadline : time_point::max();
+      phase = "waiting for the response headers";
+      if (!co_await reader.wait_for_data(c->io, header_wait)) {
+        if (header_wait != time_point::max() && loop->now() >= header_wait)
+          throw timeout_error("waiting for the response headers timed out after " +
+                              millis(opts.header_timeout));
         throw end_of_stream("the server closed the connection before responding");
       }
       got_any = true;
-      co_await c->reader.read_headers(c->io, header_deadline, "reading the response headers");
-      co_await c->reader.read_message(c->io, deadline, "reading the response body");
-      resp = std::move(c->reader.parser().response_message());
+      // A small response arrives in one read: parsed here, without a read task.
+      if (!reader.parse_buffered()) {
+        phase = "reading the response headers";
+        if (!reader.parser().headers_complete())
+          co_await reader.read_headers(c->io, header_wait, "reading the response headers");
+        phase = "reading the response body";
+        co_await reader.read_message(c->io, time_point::max(), "reading the response body");
+      }
+      resp = std::move(reader.parser().response_message());
     } catch (...) {
       failure = std::current_exception();
     }
@@ -323,25 +352,25 @@ struct client::impl {
         }
       }
       if (!stale_reuse) std::rethrow_exception(failure);
-      co_return co_await exchange_fresh(u, req, ro, deadline);
+      co_return co_await exchange_fresh(u, key, req, ro, deadline, phase);
     }
     ++stats.requests;
-    const bool reusable = c->reader.parser().keep_alive() && !c->reader.has_leftover() &&
-                          !c->reader.parser().close_delimited() && resp.status != 101;
+    const bool reusable = reader.parser().keep_alive() && !reader.has_leftover() &&
+                          !reader.parser().close_delimited() && resp.status != 101;
     release(std::move(c), reusable);
     co_return resp;
   }
 
-  task<response> exchange_fresh(const url& u, const request& req, const request_options& ro,
-                                time_point deadline) {
+  task<response> exchange_fresh(const url& u, const std::string& key, const request& req,
+                                const request_options& ro, time_point deadline, const char*& phase) {
     // Drop the origin's idle connections: if one was stale, they all may be.
-    origin_pool& p = pools[u.origin()];
+    origin_pool& p = pools[key];
     while (!p.idle.empty()) {
       p.idle.back()->io.close();
       p.idle.pop_back();
       closed(p);
     }
-    co_return co_await exchange(u, req, ro, deadline);
+    co_return co_await exchange(u, key, req, ro, deadline, phase);
   }
 
   // `parsed`, or else `raw` parsed here (inside the task: a bad URL fails
@@ -362,12 +391,16 @@ struct client::impl {
     for (int hop = 0;; ++hop) {
       req.target = u.target;
       req.headers.set("Host", u.host_header());
+      const std::string key = u.origin();
+      const char* phase = "";
       std::optional<response> got;
       if (deadline == time_point::max()) {
-        got.emplace(co_await exchange(u, req, ro, deadline));
+        got.emplace(co_await exchange(u, key, req, ro, deadline, phase));
       } else {
-        got = co_await move_on_at(deadline, exchange(u, req, ro, deadline));
-        if (!got) throw timeout_error("request to " + u.to_string() + " timed out after " + millis(total));
+        got = co_await move_on_at(deadline, exchange(u, key, req, ro, deadline, phase));
+        if (!got)
+          throw timeout_error("request to " + u.to_string() + " timed out after " + millis(total) + " (" +
+                              phase + ")");
       }
       response resp = std::move(*got);
       const bool redirect = resp.status == 301 || resp.status == 302 || resp.status == 303 ||

@@ -12,20 +12,34 @@ namespace spindle::http {
 
 // ---- stream -------------------------------------------------------------------
 
-task<std::size_t> stream::read_some(std::span<char> buffer) {
-  if (auto* t = std::get_if<net::tcp_stream>(&s_)) co_return co_await t->read_some(buffer);
-  if (auto* t = std::get_if<net::tls_stream>(&s_)) co_return co_await t->read_some(buffer);
+// Not coroutines: the transport's task is returned as is (one frame less
+// per read and write).
+namespace {
+task<std::size_t> read_closed() {
   throw net::connection_error("read on a closed connection");
+  co_return 0;
+}
+task<void> write_closed() {
+  throw net::connection_error("write on a closed connection");
+  co_return;
+}
+}  // namespace
+
+task<std::size_t> stream::read_some(std::span<char> buffer) {
+  if (auto* t = std::get_if<net::tcp_stream>(&s_)) return t->read_some(buffer);
+  if (auto* t = std::get_if<net::tls_stream>(&s_)) return t->read_some(buffer);
+  return read_closed();
 }
 
 task<void> stream::write_all(std::string_view data) {
-  if (auto* t = std::get_if<net::tcp_stream>(&s_)) {
-    co_await t->write_all(data);
-  } else if (auto* l = std::get_if<net::tls_stream>(&s_)) {
-    co_await l->write_all(data);
-  } else {
-    throw net::connection_error("write on a closed connection");
-  }
+  if (auto* t = std::get_if<net::tcp_stream>(&s_)) return t->write_all(data);
+  if (auto* t = std::get_if<net::tls_stream>(&s_)) return t->write_all(data);
+  return write_closed();
+}
+
+std::size_t stream::try_write(std::string_view data) {
+  if (auto* t = std::get_if<net::tcp_stream>(&s_)) return t->try_write(data);
+  return 0;
 }
 
 void stream::close() noexcept {
@@ -74,39 +88,57 @@ task<void> message_reader::read_message(stream& s, time_point deadline, const ch
   co_await read_until(s, deadline, phase, false);
 }
 
-task<bool> message_reader::wait_for_data(stream& s, time_point deadline) {
-  if (!pending_.empty()) co_return true;
-  char buf[16 * 1024];
-  std::size_t n = 0;
-  if (deadline == time_point::max()) {
-    n = co_await s.read_some(std::span<char>(buf));
-  } else {
-    auto got = co_await move_on_at(deadline, s.read_some(std::span<char>(buf)));
-    if (!got) co_return false;
-    n = *got;
-  }
-  if (n == 0) co_return false;
-  pending_.append(buf, n);
-  co_return true;
-}
-
 task<void> message_reader::read_headers(stream& s, time_point deadline, const char* phase) {
   co_await read_until(s, deadline, phase, true);
 }
 
-task<void> message_reader::read_until(stream& s, time_point deadline, const char* phase, bool headers_only) {
-  auto done = [&] { return headers_only ? parser_.headers_complete() : parser_.complete(); };
-  if (!pending_.empty() && !parser_.complete()) {
-    const std::size_t used = parser_.feed(pending_);
-    pending_.erase(0, used);
+std::span<char> message_reader::read_space() {
+  constexpr std::size_t initial = 8 * 1024, largest = 64 * 1024;
+  if (!buf_) {
+    buf_.reset(new char[initial]);
+    size_ = initial;
+  } else if (last_read_full_ && size_ < largest) {
+    // The last read filled the buffer (its bytes are parsed by now): a
+    // large body is coming, read it in bigger pieces.
+    size_ *= 2;
+    buf_.reset(new char[size_]);
   }
-  char buf[16 * 1024];
-  while (!done()) {
+  begin_ = end_ = 0;
+  return {buf_.get(), size_};
+}
+
+bool message_reader::parse_buffered(bool headers_only) {
+  if (begin_ < end_ && !parser_.complete())
+    consume(parser_.feed(std::span<const char>(buf_.get() + begin_, end_ - begin_)));
+  return headers_only ? parser_.headers_complete() : parser_.complete();
+}
+
+task<bool> message_reader::wait_for_data(stream& s, time_point deadline) {
+  if (begin_ < end_) co_return true;
+  const std::span<char> space = read_space();
+  std::size_t n = 0;
+  if (deadline == time_point::max()) {
+    n = co_await s.read_some(space);
+  } else {
+    auto got = co_await move_on_at(deadline, s.read_some(space));
+    if (!got) co_return false;
+    n = *got;
+  }
+  end_ = n;
+  last_read_full_ = n == space.size();
+  co_return n != 0;
+}
+
+task<void> message_reader::read_until(stream& s, time_point deadline, const char* phase, bool headers_only) {
+  // Whatever parse_buffered() leaves unparsed is the next message's: a read
+  // happens only once the buffer is empty.
+  while (!parse_buffered(headers_only)) {
+    const std::span<char> space = read_space();
     std::size_t n = 0;
     if (deadline == time_point::max()) {
-      n = co_await s.read_some(std::span<char>(buf));
+      n = co_await s.read_some(space);
     } else {
-      auto got = co_await move_on_at(deadline, s.read_some(std::span<char>(buf)));
+      auto got = co_await move_on_at(deadline, s.read_some(space));
       if (!got) {
         throw timeout_error(std::string(phase) + " timed out" +
                             (parser_.idle()               ? ""
@@ -120,8 +152,8 @@ task<void> message_reader::read_until(stream& s, time_point deadline, const char
       parser_.finish();  // completes a close-delimited body, or throws protocol_error
       co_return;
     }
-    const std::size_t used = parser_.feed(std::span<const char>(buf, n));
-    if (used < n) pending_.append(buf + used, n - used);
+    end_ = n;
+    last_read_full_ = n == space.size();
   }
 }
 

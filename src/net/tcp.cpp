@@ -134,6 +134,23 @@ task<void> tcp_stream::write_all(std::span<const std::byte> data) {
   }
 }
 
+std::size_t tcp_stream::try_write(std::string_view data) {
+  if (fd_ < 0) throw connection_error("write on a closed tcp_stream");
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::send(fd_, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    if (n >= 0) {
+      done += static_cast<std::size_t>(n);
+      continue;
+    }
+    const int e = errno;
+    if (e == EINTR) continue;
+    if (e == EAGAIN || e == EWOULDBLOCK) break;
+    throw connection_error("write to " + peer_address().to_string() + ": " + errno_text(e));
+  }
+  return done;
+}
+
 async_fd::wait_awaiter tcp_stream::readable() {
   if (!io_) throw connection_error("readable() on a closed tcp_stream");
   return io_->wait_readable();

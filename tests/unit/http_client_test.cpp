@@ -190,6 +190,10 @@ TEST(HttpClient, RequestTimeoutIsATimeoutErrorAndTheConnectionIsNotReused) {
       co_await c.get(base + "/sleep/300", {.timeout = 50ms});
     } catch (const timeout_error& e) {
       kind = e.kind();
+      // The request's own deadline, naming the step it cut short.
+      EXPECT_NE(std::string(e.what()).find("timed out after 50 ms (waiting for the response headers)"),
+                std::string::npos)
+          << e.what();
     }
     response after = co_await c.get(base + "/hello");
     co_return kind + " " + after.body + " created=" + std::to_string(c.statistics().created) +

@@ -4,6 +4,7 @@
 /// on it, and message serialisation. Shared by the client and the server.
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -27,6 +28,10 @@ class stream {
 
   task<std::size_t> read_some(std::span<char> buffer);
   task<void> write_all(std::string_view data);
+  /// Writes what the connection takes now, without waiting: the bytes
+  /// written (0 for TLS, which always goes through write_all). Throws
+  /// connection_error.
+  std::size_t try_write(std::string_view data);
   void close() noexcept;
   /// Closes with an RST (a connection in an unknown state).
   void reset() noexcept;
@@ -42,7 +47,10 @@ class stream {
 };
 
 /// Reads messages from a stream through a parser, keeping bytes that
-/// belong to the next message (pipelining).
+/// belong to the next message (pipelining). Reads go straight into the
+/// reader's own buffer (8 KiB, grown to 64 KiB while reads fill it), and
+/// only when it is empty: the parser consumes every byte of a read unless a
+/// message ends inside it.
 class message_reader {
  public:
   explicit message_reader(message_parser::kind k, parse_limits limits = {}) : parser_(k, limits) {}
@@ -59,17 +67,32 @@ class message_reader {
   task<bool> wait_for_data(stream& s, time_point deadline);
   /// Only up to the end of the headers (the body is read by read_message).
   task<void> read_headers(stream& s, time_point deadline, const char* phase);
+  /// Parses what is buffered, without I/O: true if the message (or, with
+  /// `headers_only`, its headers) is complete. The usual small message
+  /// arrives in one read, and then needs neither read_headers nor
+  /// read_message. Throws protocol_error.
+  bool parse_buffered(bool headers_only = false);
 
   [[nodiscard]] message_parser& parser() noexcept { return parser_; }
   /// Bytes received past the end of the last message.
-  [[nodiscard]] bool has_leftover() const noexcept { return !pending_.empty(); }
+  [[nodiscard]] bool has_leftover() const noexcept { return begin_ < end_; }
   /// Ready for the next message (keeps the leftover bytes).
   void next() { parser_.reset(); }
 
  private:
   task<void> read_until(stream& s, time_point deadline, const char* phase, bool headers_only);
+  /// The empty buffer, ready for a read (allocated, or grown after a read
+  /// that filled it).
+  std::span<char> read_space();
+  void consume(std::size_t n) noexcept {
+    begin_ += n;
+    if (begin_ == end_) begin_ = end_ = 0;
+  }
   message_parser parser_;
-  std::string pending_;
+  std::unique_ptr<char[]> buf_;
+  std::size_t size_ = 0;             // of buf_
+  std::size_t begin_ = 0, end_ = 0;  // the unparsed bytes
+  bool last_read_full_ = false;
 };
 
 /// The peer closed the connection cleanly between messages.

@@ -50,6 +50,10 @@ class tcp_stream {
   task<void> write_all(std::string_view data) {
     return write_all(std::as_bytes(std::span(data.data(), data.size())));
   }
+  /// Writes what the socket takes now, without waiting: the bytes written
+  /// (0 if its send buffer is full). Throws connection_error. For callers
+  /// that skip write_all's task when the whole message fits at once.
+  std::size_t try_write(std::string_view data);
 
   /// Sends FIN: the peer reads end of stream; reading stays possible.
   void shutdown_write() noexcept;
