@@ -73,13 +73,15 @@ struct channel_stream_state {
       : inputs(&in), fn(std::move(f)), opts(o), out(o.limit, "as_completed") {}
 };
 
+// Not a coroutine: the item's task (or the retry's) is awaited directly by
+// the worker. `input` lives in the worker's frame for the whole await.
 template <class T, class S>
 task<T> channel_item(S& s, auto& input) {
   if (s.opts.retry) {
-    auto attempt = [&] { return run_item(s.fn(input), s.opts.per_item_timeout); };
-    co_return co_await retry(*s.opts.retry, attempt);
+    auto attempt = [&s, &input] { return run_item(s.fn(input), s.opts.per_item_timeout); };
+    return retry(*s.opts.retry, attempt);
   }
-  co_return co_await run_item(s.fn(input), s.opts.per_item_timeout);
+  return run_item(s.fn(input), s.opts.per_item_timeout);
 }
 
 template <class T, class S>

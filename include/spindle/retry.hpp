@@ -103,13 +103,14 @@ task<R> retry_loop(retry_policy p, F make, time_point deadline) {
 template <class F>
 auto retry(retry_policy policy, F make) -> task<detail::await_result_t<std::invoke_result_t<F&>>> {
   using R = detail::await_result_t<std::invoke_result_t<F&>>;
+  // Not a coroutine itself: without an overall timeout, the loop's task is
+  // the whole retry (one frame per call, not two).
   if (policy.overall_timeout > duration::zero()) {
     const duration overall = policy.overall_timeout;
     const time_point deadline = detail::deadline_after(overall);
-    co_return co_await with_timeout(overall,
-                                    detail::retry_loop<R>(std::move(policy), std::move(make), deadline));
+    return with_timeout(overall, detail::retry_loop<R>(std::move(policy), std::move(make), deadline));
   }
-  co_return co_await detail::retry_loop<R>(std::move(policy), std::move(make), time_point::max());
+  return detail::retry_loop<R>(std::move(policy), std::move(make), time_point::max());
 }
 
 }  // namespace spindle

@@ -19,9 +19,9 @@ struct message_parser::state {
   bool done = false;
   std::size_t header_bytes = 0;
   std::uint64_t body_bytes = 0;
-  std::string error;  // our own reason for an HPE_USER stop
-  std::string field, value;
-  bool in_value = false;
+  std::string error;                // our own reason for an HPE_USER stop
+  headers::field* field = nullptr;  // the field being received (in req or resp's headers)
+  bool in_name = false;
   request req;
   response resp;
 
@@ -35,13 +35,7 @@ struct message_parser::state {
     }
     return 0;
   }
-  void flush_field() {
-    if (!in_value) return;
-    (what == kind::request ? req.headers : resp.headers).add(std::move(field), std::move(value));
-    field.clear();
-    value.clear();
-    in_value = false;
-  }
+  headers& fields() { return what == kind::request ? req.headers : resp.headers; }
 
   void install() {
     llhttp_settings_init(&settings);
@@ -64,23 +58,26 @@ struct message_parser::state {
       s.req.method.append(at, n);
       return s.count_header(n);
     };
+    // A name or value may come in pieces (split across reads): each field
+    // is appended once, at its name's first piece, and filled in place.
     settings.on_header_field = [](llhttp_t* p, const char* at, size_t n) {
       state& s = of(p);
-      s.flush_field();
-      s.field.append(at, n);
+      if (!s.in_name) {
+        s.field = &s.fields().add_empty();
+        s.in_name = true;
+      }
+      s.field->first.append(at, n);
       return s.count_header(n);
+    };
+    settings.on_header_field_complete = [](llhttp_t* p) {
+      of(p).in_name = false;
+      return 0;
     };
     settings.on_header_value = [](llhttp_t* p, const char* at, size_t n) {
       state& s = of(p);
-      s.in_value = true;
-      s.value.append(at, n);
+      if (s.field == nullptr) s.field = &s.fields().add_empty();  // (llhttp always sends a name first)
+      s.field->second.append(at, n);
       return s.count_header(n);
-    };
-    settings.on_header_value_complete = [](llhttp_t* p) {
-      state& s = of(p);
-      s.in_value = true;  // an empty value still makes a field
-      s.flush_field();
-      return 0;
     };
     settings.on_headers_complete = [](llhttp_t* p) {
       state& s = of(p);
@@ -121,6 +118,9 @@ struct message_parser::state {
     req.method.clear();  // filled by on_method / on_url
     req.target.clear();
     resp = response{};
+    fields().reserve(8);  // one allocation for the usual handful of fields
+    field = nullptr;
+    in_name = false;
     llhttp_init(&parser, what == kind::request ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
     parser.data = this;
   }
@@ -182,9 +182,6 @@ void message_parser::reset() {
   s.header_bytes = 0;
   s.body_bytes = 0;
   s.error.clear();
-  s.field.clear();
-  s.value.clear();
-  s.in_value = false;
   s.no_body = false;
   s.init();
 }

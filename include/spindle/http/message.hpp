@@ -20,6 +20,10 @@ class headers {
 
   /// Appends (a repeated name keeps every value).
   void add(std::string name, std::string value) { fields_.emplace_back(std::move(name), std::move(value)); }
+  /// Appends an empty field and returns it, for a parser that fills the
+  /// name and value in place as their bytes arrive.
+  field& add_empty() { return fields_.emplace_back(); }
+  void reserve(std::size_t n) { fields_.reserve(n); }
   /// Replaces every field of that name with one.
   void set(std::string_view name, std::string value);
   void remove(std::string_view name);

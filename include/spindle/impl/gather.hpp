@@ -45,11 +45,12 @@ struct fanout_state {
   }
 };
 
-/// Runs one item, bounded by the per-item timeout.
+/// Runs one item, bounded by the per-item timeout. Not a coroutine: without
+/// a timeout the item's own task is returned (no frame of its own).
 template <class T>
 task<T> run_item(task<T> t, duration per_item_timeout) {
-  if (per_item_timeout > duration::zero()) co_return co_await with_timeout(per_item_timeout, std::move(t));
-  co_return co_await std::move(t);
+  if (per_item_timeout > duration::zero()) return with_timeout(per_item_timeout, std::move(t));
+  return t;
 }
 
 /// Takes the next input (synchronously, before the first suspension, so
