@@ -257,22 +257,38 @@ struct run_state {
     }
   }
 
-  // Hands one input to the window (or, once stopping, gives it its
-  // cancelled result at once: it was read).
-  task<void> offer(std::uint64_t index, std::string url) {
+  // Hands one input to the window without waiting when there is room (or
+  // skips it, or, once stopping, gives it its cancelled result: it was
+  // read). False: the window is full, offer() must wait; `url` is intact.
+  bool offer_now(std::uint64_t index, std::string& url) {
     if (o.shard_n > 1 && index % o.shard_n != o.shard_k) {
       ++other_shards;
-      co_return;
+      return true;
     }
     if (resume.has(index)) {
       ++skipped;
-      co_return;
+      return true;
     }
-    ++read;
     if (stopping) {
+      ++read;
       emit_cancelled(index, url, 0, 0);
-      co_return;
+      return true;
     }
+    input_item item;
+    item.index = index;
+    item.url = std::move(url);
+    if (inputs.try_send(std::move(item))) {
+      ++read;
+      return true;
+    }
+    url = std::move(item.url);
+    return false;
+  }
+
+  // offer_now(), waiting for room.
+  task<void> offer(std::uint64_t index, std::string url) {
+    if (offer_now(index, url)) co_return;
+    ++read;
     input_item item;
     item.index = index;
     item.url = url;
@@ -306,7 +322,7 @@ struct run_state {
       pool_read_pending = false;
       for (std::string& line : batch.second) {
         const std::uint64_t index = next_index++;
-        co_await offer(index, std::move(line));
+        if (!offer_now(index, line)) co_await offer(index, std::move(line));
       }
       if (!batch.first) {
         input_done = true;

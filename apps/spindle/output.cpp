@@ -134,43 +134,44 @@ void append_number(std::string& out, std::uint64_t v) {
 }  // namespace
 
 void append_result_line(std::string& out, const fetch_result& r) {
-  out += "{\"index\":";
+  using namespace std::string_view_literals;  // (no strlen per literal)
+  out += "{\"index\":"sv;
   append_number(out, r.index);
-  out += ",\"url\":";
+  out += ",\"url\":"sv;
   append_json_string(out, r.url);
-  out += r.ok ? ",\"ok\":true,\"status\":" : ",\"ok\":false,\"status\":";
+  out += r.ok ? ",\"ok\":true,\"status\":"sv : ",\"ok\":false,\"status\":"sv;
   if (r.status != 0) {
     append_number(out, static_cast<std::uint64_t>(r.status));
   } else {
-    out += "null";
+    out += "null"sv;
   }
-  out += ",\"attempts\":";
+  out += ",\"attempts\":"sv;
   append_number(out, r.attempts);
-  out += ",\"elapsed_ms\":";
+  out += ",\"elapsed_ms\":"sv;
   // Fixed, 3 decimals, without printf's locale and format parsing.
   char num[64];
   auto [end, ec] = std::to_chars(num, num + sizeof num, r.elapsed_ms, std::chars_format::fixed, 3);
   out.append(num, ec == std::errc{} ? static_cast<std::size_t>(end - num) : 0);
-  out += ",\"bytes\":";
+  out += ",\"bytes\":"sv;
   append_number(out, r.bytes);
   if (!r.ok) {
-    out += ",\"error\":{\"kind\":";
+    out += ",\"error\":{\"kind\":"sv;
     append_json_string(out, r.error_kind);
-    out += ",\"message\":";
+    out += ",\"message\":"sv;
     append_json_string(out, r.error_message);
     out += '}';
   }
   if (r.body != nullptr) {
-    out += ",\"body\":";
+    out += ",\"body\":"sv;
     if (is_text(*r.body)) {
       append_json_string(out, *r.body);
     } else {
       out += '"';
       out += base64(*r.body);
-      out += "\",\"body_encoding\":\"base64\"";
+      out += "\",\"body_encoding\":\"base64\""sv;
     }
   }
-  out += "}\n";
+  out += "}\n"sv;
 }
 
 void result_writer::add(const fetch_result& r) {

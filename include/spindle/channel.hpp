@@ -94,8 +94,14 @@ class channel {
   /// Receives the next value; nullopt once closed and empty.
   [[nodiscard]] receive_awaiter receive() { return receive_awaiter(*this); }
 
-  /// Sends without waiting; false if full (or closed).
-  bool try_send(T v) { return !closed_ && try_push(v); }
+  /// Sends without waiting; false if full (or closed), and then `v` is
+  /// left as it was (the caller may still send it with send()).
+  bool try_send(T&& v) { return !closed_ && try_push(v); }
+  bool try_send(const T& v) {
+    if (closed_ || (receivers_.empty() && buffer_.size() >= capacity_)) return false;
+    T copy(v);
+    return try_push(copy);
+  }
   /// Receives without waiting; nullopt if empty.
   std::optional<T> try_receive() {
     if (buffer_.empty()) return std::nullopt;

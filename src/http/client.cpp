@@ -87,6 +87,11 @@ struct client::impl {
   std::list<pool_waiter*> waiting;  // FIFO
   std::uint64_t acquisitions = 0;
   client_statistics stats;
+  // The last origin looked up: most runs send request after request to
+  // one origin, found again without building its key.
+  origin_pool* last_pool = nullptr;
+  std::string last_scheme, last_host;
+  std::uint16_t last_port = 0;
 
   explicit impl(client_options o) : opts(std::move(o)), loop(event_loop::current()), dns(*loop, opts.dns) {}
 
@@ -160,6 +165,7 @@ struct client::impl {
   // then, so a run over millions of hosts keeps a bounded map.
   void sweep_pools() {
     if (pools.size() < 256 || ++acquisitions % 1024 != 0) return;
+    last_pool = nullptr;
     std::erase_if(pools, [](const auto& kv) {
       return kv.second.open == 0 && kv.second.idle.empty() && kv.second.waiting == 0;
     });
@@ -217,9 +223,16 @@ struct client::impl {
 
   // The origin's pool (the caller takes an idle connection from it without
   // a task of its own: the usual case).
-  origin_pool& pool_for(const std::string& key) {
+  origin_pool& pool_for(const url& u) {
     sweep_pools();
-    return pools[key];
+    if (last_pool != nullptr && last_port == u.port && last_host == u.host && last_scheme == u.scheme)
+      return *last_pool;
+    origin_pool& p = pools[u.origin()];
+    last_pool = &p;
+    last_scheme = u.scheme;
+    last_host = u.host;
+    last_port = u.port;
+    return p;
   }
 
   // A connection for `u` when pool_for() had no idle one: a new one when
@@ -277,11 +290,11 @@ struct client::impl {
   // move_on_at(deadline) when there is a deadline: reads bounded by it need
   // no timer of their own. `phase` names the step in progress, for run()'s
   // timeout message.
-  task<response> exchange(const url& u, const std::string& key, const request& req, const request_options& ro,
-                          time_point deadline, const char*& phase) {
+  task<response> exchange(const url& u, const request& req, const request_options& ro, time_point deadline,
+                          const char*& phase) {
     bool reused = false;
     phase = "waiting for a connection";
-    origin_pool& p = pool_for(key);
+    origin_pool& p = pool_for(u);
     std::unique_ptr<connection> c = take_idle(p);
     if (c) {
       reused = true;
@@ -352,7 +365,7 @@ struct client::impl {
         }
       }
       if (!stale_reuse) std::rethrow_exception(failure);
-      co_return co_await exchange_fresh(u, key, req, ro, deadline, phase);
+      co_return co_await exchange_fresh(u, req, ro, deadline, phase);
     }
     ++stats.requests;
     const bool reusable = reader.parser().keep_alive() && !reader.has_leftover() &&
@@ -361,16 +374,16 @@ struct client::impl {
     co_return resp;
   }
 
-  task<response> exchange_fresh(const url& u, const std::string& key, const request& req,
-                                const request_options& ro, time_point deadline, const char*& phase) {
+  task<response> exchange_fresh(const url& u, const request& req, const request_options& ro,
+                                time_point deadline, const char*& phase) {
     // Drop the origin's idle connections: if one was stale, they all may be.
-    origin_pool& p = pools[key];
+    origin_pool& p = pool_for(u);
     while (!p.idle.empty()) {
       p.idle.back()->io.close();
       p.idle.pop_back();
       closed(p);
     }
-    co_return co_await exchange(u, key, req, ro, deadline, phase);
+    co_return co_await exchange(u, req, ro, deadline, phase);
   }
 
   // `parsed`, or else `raw` parsed here (inside the task: a bad URL fails
@@ -385,19 +398,19 @@ struct client::impl {
     req.method = std::move(method);
     req.headers = std::move(h);
     req.body = std::move(body);
+    req.headers.reserve(req.headers.size() + 3);  // User-Agent, Accept-Encoding, Host: one allocation
     if (!req.headers.contains("User-Agent")) req.headers.add("User-Agent", opts.user_agent);
     if (opts.decompress && !req.headers.contains("Accept-Encoding"))
       req.headers.add("Accept-Encoding", "gzip, deflate");
     for (int hop = 0;; ++hop) {
       req.target = u.target;
       req.headers.set("Host", u.host_header());
-      const std::string key = u.origin();
       const char* phase = "";
       std::optional<response> got;
       if (deadline == time_point::max()) {
-        got.emplace(co_await exchange(u, key, req, ro, deadline, phase));
+        got.emplace(co_await exchange(u, req, ro, deadline, phase));
       } else {
-        got = co_await move_on_at(deadline, exchange(u, key, req, ro, deadline, phase));
+        got = co_await move_on_at(deadline, exchange(u, req, ro, deadline, phase));
         if (!got)
           throw timeout_error("request to " + u.to_string() + " timed out after " + millis(total) + " (" +
                               phase + ")");

@@ -212,20 +212,22 @@ void decode_content(response& r, std::uint64_t max_bytes) {
 
 // ---- serialisation ------------------------------------------------------------
 
+using namespace std::string_view_literals;  // (appending literals without strlen)
+
 namespace {
 void append_headers(std::string& out, const headers& h, bool add_length, std::size_t length) {
   for (const auto& [name, value] : h) {
     out += name;
-    out += ": ";
+    out += ": "sv;
     out += value;
-    out += "\r\n";
+    out += "\r\n"sv;
   }
   if (add_length) {
-    out += "Content-Length: ";
+    out += "Content-Length: "sv;
     out += std::to_string(length);
-    out += "\r\n";
+    out += "\r\n"sv;
   }
-  out += "\r\n";
+  out += "\r\n"sv;
 }
 }  // namespace
 
@@ -235,11 +237,11 @@ std::string serialize(const request& r, std::string_view host_header) {
   out += r.method;
   out += ' ';
   out += r.target;
-  out += r.version_minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
+  out += r.version_minor == 0 ? " HTTP/1.0\r\n"sv : " HTTP/1.1\r\n"sv;
   if (!r.headers.contains("Host")) {
-    out += "Host: ";
+    out += "Host: "sv;
     out += host_header;
-    out += "\r\n";
+    out += "\r\n"sv;
   }
   const bool body_method = r.method == "POST" || r.method == "PUT" || r.method == "PATCH";
   const bool add_length = (!r.body.empty() || body_method) && !r.headers.contains("Content-Length") &&
@@ -252,11 +254,11 @@ std::string serialize(const request& r, std::string_view host_header) {
 std::string serialize(const response& r, bool head_request) {
   std::string out;
   out.reserve(128 + r.body.size());
-  out += r.version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  out += r.version_minor == 0 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv;
   out += std::to_string(r.status);
   out += ' ';
   out += r.reason.empty() ? std::string(reason_phrase(r.status)) : r.reason;
-  out += "\r\n";
+  out += "\r\n"sv;
   const bool no_body_status = r.status == 204 || r.status == 304 || (r.status >= 100 && r.status < 200);
   const bool add_length =
       !no_body_status && !r.headers.contains("Content-Length") && !r.headers.contains("Transfer-Encoding");

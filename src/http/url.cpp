@@ -1,7 +1,7 @@
 #include "spindle/http/url.hpp"
 
 #include <algorithm>
-#include <cctype>
+#include <array>
 #include <charconv>
 
 #include "spindle/net/address.hpp"
@@ -24,11 +24,25 @@ std::string lower(std::string_view s) {
   throw invalid_url_error("invalid URL '" + shown + "': " + why);
 }
 
-bool host_char_ok(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  return std::isalnum(u) != 0 || c == '-' || c == '.' || c == '_' || c == '~' || c == '%' || c == '!' ||
-         c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' || c == '+' || c == ',' ||
-         c == ';' || c == '=';
+// RFC 3986 reg-name characters (unreserved, sub-delims, '%'), as a table:
+// no locale lookups per character.
+constexpr auto host_chars = [] {
+  std::array<bool, 256> t{};
+  for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (unsigned char c : std::string_view("-._~%!$&'()*+,;=")) t[c] = true;
+  return t;
+}();
+
+bool host_char_ok(char c) { return host_chars[static_cast<unsigned char>(c)]; }
+
+// The end of the authority: the first '/', '?' or '#' (npos if none).
+std::size_t authority_end(std::string_view s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '/' || s[i] == '?' || s[i] == '#') return i;
+  }
+  return std::string_view::npos;
 }
 
 }  // namespace
@@ -47,10 +61,10 @@ url url::parse(std::string_view text) {
   std::string_view rest = text.substr(colon + 1);
   if (!rest.starts_with("//")) invalid(text, "expected '//' after '" + u.scheme + ":'");
   rest.remove_prefix(2);
-  const auto authority_end = rest.find_first_of("/?#");
-  std::string_view authority = rest.substr(0, authority_end);
+  const std::size_t end_of_authority = authority_end(rest);
+  std::string_view authority = rest.substr(0, end_of_authority);
   std::string_view after =
-      authority_end == std::string_view::npos ? std::string_view{} : rest.substr(authority_end);
+      end_of_authority == std::string_view::npos ? std::string_view{} : rest.substr(end_of_authority);
   if (auto at = authority.rfind('@'); at != std::string_view::npos) {
     u.userinfo = std::string(authority.substr(0, at));
     authority.remove_prefix(at + 1);

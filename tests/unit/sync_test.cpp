@@ -209,6 +209,36 @@ TEST(Channel, CancelledSendDoesNotSendAndCancelledReceiveTakesNothing) {
   f.loop.run(main());
 }
 
+TEST(Channel, TrySendLeavesTheValueWhenItCannotSend) {
+  fixture f;
+  channel<std::string> ch(1);
+  auto main = [&]() -> task<void> {
+    // A waiting receiver gets the value at once.
+    auto recv = [&]() -> task<std::optional<std::string>> { co_return co_await ch.receive(); };
+    auto r = f.loop.spawn(recv());
+    co_await sleep_for(1ms);
+    std::string a = "to the receiver";
+    EXPECT_TRUE(ch.try_send(std::move(a)));
+    EXPECT_EQ(co_await r, std::optional<std::string>("to the receiver"));
+    // Then the buffer; once full, the value stays with the caller.
+    std::string b = "buffered", c = "left with the caller";
+    EXPECT_TRUE(ch.try_send(std::move(b)));
+    EXPECT_FALSE(ch.try_send(std::move(c)));
+    EXPECT_EQ(c, "left with the caller");
+    const std::string d = "a copy";
+    EXPECT_FALSE(ch.try_send(d));
+    EXPECT_EQ(ch.try_receive(), std::optional<std::string>("buffered"));
+    EXPECT_TRUE(ch.try_send(d));
+    EXPECT_EQ(d, "a copy");
+    EXPECT_EQ(ch.try_receive(), std::optional<std::string>("a copy"));
+    ch.close();
+    EXPECT_FALSE(ch.try_send(std::move(c)));
+    EXPECT_EQ(c, "left with the caller");
+    EXPECT_EQ(ch.statistics().sent, 3u);
+  };
+  f.loop.run(main());
+}
+
 TEST(RateLimiter, SpacesAcquisitionsAtTheRateAfterTheBurst) {
   fixture f;
   rate_limiter rl(10.0, 3.0, "api");  // 10/s, bursts of 3
