@@ -377,8 +377,7 @@ void event_loop::add_timer(detail::timer_entry* e, time_point when) {
   timers_.push(e);
 }
 
-void event_loop::fire_timers() {
-  const time_point now_tp = now();
+void event_loop::fire_timers(time_point now_tp) {
   while (detail::timer_entry* t = timers_.top()) {
     if (t->deadline > now_tp) break;
     timers_.pop();
@@ -509,7 +508,9 @@ void event_loop::run_once(std::int64_t max_block_ns) {
   } else if (since_poll_ >= poll_interval) {
     poll_io(0);
   }
-  if (!timers_.empty()) fire_timers();
+  // One clock read per batch: the timers' and coarse_now()'s.
+  coarse_now_ = now();
+  if (!timers_.empty()) fire_timers(coarse_now_);
   std::size_t n = ready_size_ < batch ? ready_size_ : batch;
   since_poll_ += static_cast<unsigned>(n);
   stats_.steps += n;

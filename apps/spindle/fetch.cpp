@@ -167,10 +167,10 @@ struct run_state {
     }
   }
 
+  // Not a coroutine: the attempt's (or the retry loop's) task is the item's.
   task<void> attempts(const http::url& u, item_state& is) {
-    if (policy.max_attempts <= 1) co_return co_await attempt(u, is);
-    auto make = [this, &u, &is] { return attempt(u, is); };
-    co_await retry(policy, make);
+    if (policy.max_attempts <= 1) return attempt(u, is);
+    return retry(policy, [this, &u, &is] { return attempt(u, is); });
   }
 
   // One input, start to result. Never throws: every way out writes a result.

@@ -179,6 +179,14 @@ class event_loop {
   [[nodiscard]] time_point now() const noexcept {
     return clock_ != nullptr ? clock_->now() : steady_clock{}.now();
   }
+  /// The time the loop last read the clock: at the start of the current
+  /// batch of ready tasks, so at most one batch old (now() with a manual
+  /// clock). For bookkeeping that needs no precision and is on a hot path,
+  /// where reading the clock would cost more than it is worth: when a
+  /// pooled connection went idle, a deadline seconds away.
+  [[nodiscard]] time_point coarse_now() const noexcept {
+    return clock_ != nullptr ? clock_->now() : coarse_now_;
+  }
 
   [[nodiscard]] bool is_running() const noexcept { return running_.load(std::memory_order_acquire); }
   [[nodiscard]] const std::string& name() const noexcept { return opts_.name; }
@@ -244,7 +252,7 @@ class event_loop {
   // `max_block_ns` caps how long it may wait for I/O (-1: no cap).
   void run_once(std::int64_t max_block_ns = -1);
   void poll_io(std::int64_t timeout_ns);  // -1: until an event
-  void fire_timers();
+  void fire_timers(time_point now_tp);
   // Nanoseconds to wait in epoll; -1 forever; -2 "manual clock, timer in
   // the future" (run_once decides).
   std::int64_t compute_timeout(std::int64_t cap);
@@ -267,6 +275,7 @@ class event_loop {
   std::size_t ready_size_ = 0;
 
   detail::timer_heap timers_;
+  time_point coarse_now_ = steady_clock{}.now();  // see coarse_now()
 
   int epoll_fd_ = -1;
   std::shared_ptr<detail::waker> waker_;  // eventfd; shared with manual clocks' wake callbacks

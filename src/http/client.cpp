@@ -121,7 +121,7 @@ struct client::impl {
     while (!p.idle.empty()) {
       std::unique_ptr<connection> c = std::move(p.idle.back());
       p.idle.pop_back();
-      if (c->io.stale() || loop->now() - c->idle_since > opts.idle_timeout) {
+      if (c->io.stale() || loop->coarse_now() - c->idle_since > opts.idle_timeout) {
         c->io.close();
         uncount(p);
         continue;
@@ -276,7 +276,7 @@ struct client::impl {
   void release(std::unique_ptr<connection> c, bool reusable) {
     origin_pool& p = *c->pool;
     if (reusable && c->io.is_open()) {
-      c->idle_since = loop->now();
+      c->idle_since = loop->coarse_now();
       c->reader.next();
       p.idle.push_back(std::move(c));
       if (!waiting.empty()) dispatch();

@@ -23,6 +23,24 @@ TEST(EventLoop, RunReturnsTheValue) {
   EXPECT_FALSE(loop.is_running());
 }
 
+TEST(EventLoop, CoarseNowIsTheStartOfTheCurrentBatch) {
+  event_loop loop;
+  auto main = [&]() -> task<void> {
+    co_await yield();
+    const time_point batch_start = loop.coarse_now();
+    const time_point before = loop.now();
+    EXPECT_LE(batch_start, before);
+    while (loop.now() - before < std::chrono::milliseconds(5)) {
+    }
+    EXPECT_EQ(loop.coarse_now(), batch_start);  // no clock read inside a batch
+    const time_point before_yield = loop.now();
+    co_await yield();
+    EXPECT_GE(loop.coarse_now(), before_yield);  // a new batch read the clock again
+    EXPECT_LE(loop.coarse_now(), loop.now());
+  };
+  loop.run(main());
+}
+
 TEST(EventLoop, RunCanBeCalledAgain) {
   event_loop loop;
   auto main = [](int v) -> task<int> { co_return v; };
