@@ -27,10 +27,16 @@ bool frame_recycler_enabled() noexcept { return false; }
 namespace {
 
 constexpr std::size_t granule = 16;
-constexpr std::size_t max_size = 1024;
+// Up to 4 KiB: an HTTP exchange's frame (a request, a response, their
+// strings) is over 1 KiB.
+constexpr std::size_t max_size = 4096;
 constexpr std::size_t classes = max_size / granule;
-// Bounds what an idle thread keeps: at most this many blocks per class.
-constexpr std::size_t max_cached_per_class = 4096;
+// Bounds what an idle thread keeps: at most 4,096 blocks per class, and at
+// most 4 MiB per class of the larger ones.
+constexpr std::size_t max_cached(std::size_t c) {
+  const std::size_t block = (c + 1) * granule;
+  return block <= 1024 ? 4096 : (4u << 20) / block;
+}
 
 struct free_block {
   free_block* next;
@@ -97,7 +103,7 @@ void frame_deallocate(void* block, std::size_t size) noexcept {
   recycler& r = tls_recycler;
   if (size <= max_size && !r.dead) {
     std::size_t c = (size - 1) / granule;
-    if (r.counts[c] < max_cached_per_class) {
+    if (r.counts[c] < max_cached(c)) {
       if (!r.reaper_armed) [[unlikely]] {
         try {
           arm_reaper(r);

@@ -415,7 +415,7 @@ struct client::impl {
           throw timeout_error("request to " + u.to_string() + " timed out after " + millis(total) + " (" +
                               phase + ")");
       }
-      response resp = std::move(*got);
+      response& resp = *got;
       const bool redirect = resp.status == 301 || resp.status == 302 || resp.status == 303 ||
                             resp.status == 307 || resp.status == 308;
       auto location = resp.headers.get("Location");
@@ -439,7 +439,7 @@ struct client::impl {
         throw http_status_error(resp.status, "HTTP " + std::to_string(resp.status) + " from " + u.to_string(),
                                 retry_after);
       }
-      co_return resp;
+      co_return std::move(resp);
     }
   }
 };

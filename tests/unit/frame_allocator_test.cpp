@@ -42,6 +42,26 @@ TEST(FrameAllocator, RecyclesFreedBlocksOfTheSameClass) {
   frame_deallocate(b, 110);
 }
 
+TEST(FrameAllocator, FramesUpTo4KiBAreRecycled) {
+  void* a = frame_allocate(3000);  // an HTTP exchange's frame is this large
+  frame_deallocate(a, 3000);
+  const auto before = frame_allocator_statistics();
+  void* b = frame_allocate(2990);  // the class below (2977..2992): a fresh block
+  void* c = frame_allocate(3000);
+  const auto after = frame_allocator_statistics();
+  if (frame_recycler_enabled()) {
+    EXPECT_EQ(a, c);  // the freed 3000-byte block served the next 3000-byte frame
+    EXPECT_NE(a, b);
+    EXPECT_EQ(after.recycled, before.recycled + 1);
+  }
+  frame_deallocate(b, 2990);
+  frame_deallocate(c, 3000);
+  void* d = frame_allocate(5000);  // above 4 KiB: the heap, never cached
+  const auto with_big = frame_allocator_statistics();
+  frame_deallocate(d, 5000);
+  EXPECT_EQ(frame_allocator_statistics().cached, with_big.cached);
+}
+
 TEST(FrameAllocator, BlocksAreUsableForTheirWholeSize) {
   std::vector<std::pair<void*, std::size_t>> blocks;
   for (std::size_t n = 1; n <= 2048; n += 7) {
