@@ -31,6 +31,8 @@ void append_json_string(std::string& out, std::string_view s);
 [[nodiscard]] bool is_text(std::string_view s) noexcept;
 /// Standard base64 with padding.
 [[nodiscard]] std::string base64(std::string_view s);
+/// `ms` with exactly three decimals ("12.346"), rounded to the microsecond.
+void append_millis(std::string& out, double ms);
 /// The result as one JSON object and a newline.
 void append_result_line(std::string& out, const fetch_result& r);
 

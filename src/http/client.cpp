@@ -45,6 +45,7 @@ struct connection {
   stream io;
   message_reader reader{message_parser::kind::response};
   origin_pool* pool = nullptr;  // a pool with a connection counted in it is never swept
+  std::string wire;             // the request being sent (its capacity kept across requests)
   time_point idle_since{};
   std::uint64_t requests = 0;
 };
@@ -322,11 +323,13 @@ struct client::impl {
       // temporary it never built; DEVELOPERS.md.)
       std::string host;
       if (!req.headers.contains("Host")) host = u.host_header();
-      const std::string wire = serialize(req, host);
+      c->wire.clear();
+      serialize_to(c->wire, req, host);
       phase = "sending the request";
       // Most requests fit the socket's send buffer at once: no write task.
-      const std::size_t sent = c->io.try_write(wire);
-      if (sent < wire.size()) co_await c->io.write_all(std::string_view(wire).substr(sent));
+      const std::size_t sent = c->io.try_write(c->wire);
+      if (sent < c->wire.size()) co_await c->io.write_all(std::string_view(c->wire).substr(sent));
+      if (c->wire.capacity() > 64 * 1024) std::string().swap(c->wire);  // no large upload kept in the pool
       // The header timeout needs a timer of its own only if it ends before the request's deadline.
       const time_point header_deadline = loop->now() + opts.header_timeout;
       const time_point header_wait = header_deadline < deadline ? header_deadline : time_point::max();

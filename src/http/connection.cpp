@@ -233,7 +233,12 @@ void append_headers(std::string& out, const headers& h, bool add_length, std::si
 
 std::string serialize(const request& r, std::string_view host_header) {
   std::string out;
-  out.reserve(256 + r.body.size());
+  serialize_to(out, r, host_header);
+  return out;
+}
+
+void serialize_to(std::string& out, const request& r, std::string_view host_header) {
+  out.reserve(out.size() + 256 + r.body.size());
   out += r.method;
   out += ' ';
   out += r.target;
@@ -248,7 +253,6 @@ std::string serialize(const request& r, std::string_view host_header) {
                           !r.headers.contains("Transfer-Encoding");
   append_headers(out, r.headers, add_length, r.body.size());
   out += r.body;
-  return out;
 }
 
 std::string serialize(const response& r, bool head_request) {

@@ -11,12 +11,21 @@ namespace spindle::http {
 namespace {
 
 // ASCII only (URLs are; std::tolower consults the locale per character).
+char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
 std::string lower(std::string_view s) {
   std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
+  for (char& c : out) c = lower(c);
   return out;
+}
+
+// `s` equals the lower-case `word`, ignoring ASCII case.
+bool is_word(std::string_view s, std::string_view word) {
+  if (s.size() != word.size()) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (lower(s[i]) != word[i]) return false;
+  }
+  return true;
 }
 
 [[noreturn]] void invalid(std::string_view text, const std::string& why) {
@@ -56,8 +65,14 @@ url url::parse(std::string_view text) {
   if (colon == std::string_view::npos || colon == 0)
     invalid(text, "no scheme (expected http:// or https://)");
   url u;
-  u.scheme = lower(text.substr(0, colon));
-  if (u.scheme != "http" && u.scheme != "https") invalid(text, "unsupported scheme '" + u.scheme + "'");
+  const std::string_view scheme = text.substr(0, colon);
+  if (is_word(scheme, "http")) {
+    u.scheme = "http";
+  } else if (is_word(scheme, "https")) {
+    u.scheme = "https";
+  } else {
+    invalid(text, "unsupported scheme '" + lower(scheme) + "'");
+  }
   std::string_view rest = text.substr(colon + 1);
   if (!rest.starts_with("//")) invalid(text, "expected '//' after '" + u.scheme + ":'");
   rest.remove_prefix(2);
@@ -87,12 +102,16 @@ url url::parse(std::string_view text) {
     port = authority.substr(c + 1);
   }
   if (host.empty()) invalid(text, "empty host");
-  if (!authority.starts_with('[')) {
-    for (char c : host) {
+  if (authority.starts_with('[')) {
+    u.host = lower(host);
+  } else {
+    u.host.resize(host.size());  // checked and lower-cased in one pass
+    for (std::size_t i = 0; i < host.size(); ++i) {
+      const char c = host[i];
       if (!host_char_ok(c)) invalid(text, std::string("bad character '") + c + "' in host");
+      u.host[i] = lower(c);
     }
   }
-  u.host = lower(host);
   if (port.empty()) {
     u.port = u.is_https() ? 443 : 80;
   } else {

@@ -618,6 +618,33 @@ TEST(CliOutput, JsonEscapingTextDetectionAndBase64) {
   EXPECT_EQ(base64("foobar"), "Zm9vYmFy");
 }
 
+TEST(CliOutput, ResultLinesAndMilliseconds) {
+  using namespace spindle::cli;
+  for (auto [ms, text] : std::vector<std::pair<double, std::string>>{
+           {0, "0.000"}, {0.0004, "0.000"}, {0.0006, "0.001"}, {12.3456, "12.346"}, {999.9996, "1000.000"},
+           {1500, "1500.000"}, {86400000.25, "86400000.250"}}) {
+    std::string s;
+    append_millis(s, ms);
+    EXPECT_EQ(s, text) << ms;
+  }
+  fetch_result r;
+  r.index = 7;
+  r.url = "http://h/\"q\"";
+  r.status = 503;
+  r.attempts = 3;
+  r.elapsed_ms = 41.5;
+  r.bytes = 12;
+  r.error_kind = "http_status";
+  r.error_message = "HTTP 503 Service Unavailable";
+  std::string line;
+  append_result_line(line, r);
+  EXPECT_EQ(line,
+            "{\"index\":7,\"url\":\"http://h/\\\"q\\\"\",\"ok\":false,\"status\":503,\"attempts\":3,"
+            "\"elapsed_ms\":41.500,\"bytes\":12,\"error\":{\"kind\":\"http_status\",\"message\":\"HTTP 503 "
+            "Service Unavailable\"}}\n");
+  EXPECT_TRUE(json::parse(line).is_object());
+}
+
 TEST(CliOutput, ResumeDropsCancelledDuplicateAndTornLines) {
   using namespace spindle::cli;
   temp_dir dir;

@@ -106,6 +106,8 @@ void decode_content(response& r, std::uint64_t max_bytes);
 /// "GET /path HTTP/1.1\r\nHost: ...\r\n...\r\n\r\nbody", with Content-Length
 /// when there is a body (or the method expects one).
 [[nodiscard]] std::string serialize(const request& r, std::string_view host_header);
+/// As serialize(), appended to `out` (a buffer kept across requests).
+void serialize_to(std::string& out, const request& r, std::string_view host_header);
 /// "HTTP/1.1 200 OK\r\n...Content-Length: n\r\n\r\nbody".
 [[nodiscard]] std::string serialize(const response& r, bool head_request = false);
 
