@@ -330,9 +330,15 @@ struct client::impl {
       const std::size_t sent = c->io.try_write(c->wire);
       if (sent < c->wire.size()) co_await c->io.write_all(std::string_view(c->wire).substr(sent));
       if (c->wire.capacity() > 64 * 1024) std::string().swap(c->wire);  // no large upload kept in the pool
-      // The header timeout needs a timer of its own only if it ends before the request's deadline.
-      const time_point header_deadline = loop->now() + opts.header_timeout;
-      const time_point header_wait = header_deadline < deadline ? header_deadline : time_point::max();
+      // The header timeout needs a timer of its own only if it ends before
+      // the request's deadline (never, when it is no shorter than the whole
+      // request's timeout: no clock read then either).
+      const duration total = ro.timeout != duration::zero() ? ro.timeout : opts.request_timeout;
+      time_point header_wait = time_point::max();
+      if (deadline == time_point::max() || opts.header_timeout < total) {
+        const time_point header_deadline = loop->now() + opts.header_timeout;
+        if (header_deadline < deadline) header_wait = header_deadline;
+      }
       phase = "waiting for the response headers";
       if (!co_await reader.wait_for_data(c->io, header_wait)) {
         if (header_wait != time_point::max() && loop->now() >= header_wait)
@@ -393,7 +399,8 @@ struct client::impl {
   // the await, not the call).
   task<response> run(std::string method, std::optional<url> parsed, std::string raw, headers h,
                      std::string body, request_options ro) {
-    url u = parsed ? std::move(*parsed) : url::parse(raw);
+    if (!parsed) parsed.emplace(url::parse(raw));
+    url& u = *parsed;  // (not moved out: four strings fewer to move per request)
     const duration total = ro.timeout != duration::zero() ? ro.timeout : opts.request_timeout;
     const time_point deadline = total > duration::zero() ? loop->now() + total : time_point::max();
     const int max_redirects = ro.max_redirects >= 0 ? ro.max_redirects : opts.max_redirects;

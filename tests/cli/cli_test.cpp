@@ -620,9 +620,13 @@ TEST(CliOutput, JsonEscapingTextDetectionAndBase64) {
 
 TEST(CliOutput, ResultLinesAndMilliseconds) {
   using namespace spindle::cli;
-  for (auto [ms, text] : std::vector<std::pair<double, std::string>>{
-           {0, "0.000"}, {0.0004, "0.000"}, {0.0006, "0.001"}, {12.3456, "12.346"}, {999.9996, "1000.000"},
-           {1500, "1500.000"}, {86400000.25, "86400000.250"}}) {
+  for (auto [ms, text] : std::vector<std::pair<double, std::string>>{{0, "0.000"},
+                                                                     {0.0004, "0.000"},
+                                                                     {0.0006, "0.001"},
+                                                                     {12.3456, "12.346"},
+                                                                     {999.9996, "1000.000"},
+                                                                     {1500, "1500.000"},
+                                                                     {86400000.25, "86400000.250"}}) {
     std::string s;
     append_millis(s, ms);
     EXPECT_EQ(s, text) << ms;
@@ -643,6 +647,26 @@ TEST(CliOutput, ResultLinesAndMilliseconds) {
             "\"elapsed_ms\":41.500,\"bytes\":12,\"error\":{\"kind\":\"http_status\",\"message\":\"HTTP 503 "
             "Service Unavailable\"}}\n");
   EXPECT_TRUE(json::parse(line).is_object());
+}
+
+TEST(CliOutput, LatencyQuantilesAreWithinTwoPercent) {
+  using namespace spindle::cli;
+  latency_histogram h;
+  EXPECT_EQ(h.quantile(0.5), 0);
+  // 1..10000 ms in 1 ms steps (and one sample under a microsecond).
+  h.add(0.0001);
+  for (int i = 1; i <= 10000; ++i) h.add(i);
+  EXPECT_EQ(h.count(), 10001u);
+  EXPECT_EQ(h.max(), 10000);
+  for (double q : {0.5, 0.9, 0.99}) {
+    const double want = q * 10001 - 1;  // the rank's value, in ms
+    EXPECT_NEAR(h.quantile(q), want, want * 0.02) << q;
+  }
+  EXPECT_EQ(h.quantile(1.0), 10000);  // never above the largest sample
+  EXPECT_LT(h.quantile(0.00001), 0.001);
+  latency_histogram small;
+  for (int us = 1; us <= 100; ++us) small.add(us / 1000.0);  // exact below 128 us
+  EXPECT_NEAR(small.quantile(0.5), 0.0505, 1e-9);
 }
 
 TEST(CliOutput, ResumeDropsCancelledDuplicateAndTornLines) {
