@@ -68,7 +68,7 @@ struct run_state {
   result_writer out;
   http::headers base_headers;
   http::request_options ro;
-  retry_policy policy;
+  std::shared_ptr<const retry_policy> policy;  // one for every item: not copied per item
   time_point started;
 
   // Progress of the input.
@@ -169,7 +169,7 @@ struct run_state {
 
   // Not a coroutine: the attempt's (or the retry loop's) task is the item's.
   task<void> attempts(const http::url& u, item_state& is) {
-    if (policy.max_attempts <= 1) return attempt(u, is);
+    if (policy->max_attempts <= 1) return attempt(u, is);
     return retry(policy, [this, &u, &is] { return attempt(u, is); });
   }
 
@@ -601,13 +601,14 @@ int run_fetch(const fetch_options& opts) {
       st->ro.keep_body = opts.body;
       st->ro.max_response_bytes = opts.max_body;
       // Non-idempotent methods get one attempt unless --retry-unsafe (the policy sees to it).
-      st->policy = http::http_retry_policy(opts.method, opts.retries + 1, opts.backoff, opts.retry_unsafe);
+      retry_policy policy =
+          http::http_retry_policy(opts.method, opts.retries + 1, opts.backoff, opts.retry_unsafe);
       // A Retry-After beyond max_retry_after ends the item with its status
-      // instead of a long wait. (The wrapper captures one pointer: it fits
-      // std::function's small buffer, and retry() copies the policy per item.)
-      st->base_retryable = std::move(st->policy.retryable);
+      // instead of a long wait.
+      st->base_retryable = std::move(policy.retryable);
       run_state* self = st.get();
-      st->policy.retryable = [self](const std::exception_ptr& e) { return self->retryable(e); };
+      policy.retryable = [self](const std::exception_ptr& e) { return self->retryable(e); };
+      st->policy = std::make_shared<const retry_policy>(std::move(policy));
       if (opts.rate > 0) st->rate.emplace(opts.rate, std::max(1.0, opts.rate / 10), "fetch --rate");
       co_return co_await st->main(sfd);
     };

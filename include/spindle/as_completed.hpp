@@ -79,7 +79,7 @@ template <class T, class S>
 task<T> channel_item(S& s, auto& input) {
   if (s.opts.retry) {
     auto attempt = [&s, &input] { return run_item(s.fn(input), s.opts.per_item_timeout); };
-    return retry(*s.opts.retry, attempt);
+    return retry(detail::borrowed_policy(*s.opts.retry), attempt);
   }
   return run_item(s.fn(input), s.opts.per_item_timeout);
 }

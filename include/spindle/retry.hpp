@@ -15,6 +15,7 @@
 
 #include "spindle/cancel_scope.hpp"
 #include "spindle/clock.hpp"
+#include "spindle/error.hpp"
 #include "spindle/sleep.hpp"
 #include "spindle/task.hpp"
 
@@ -68,8 +69,13 @@ class backoff {
 [[nodiscard]] duration retry_delay(const retry_policy& p, backoff& b, unsigned attempt,
                                    const std::exception_ptr& e);
 
-template <class R, class F>
-task<R> retry_loop(retry_policy p, F make, time_point deadline) {
+// The policy held by value (retry's own copy) or shared (not copied per call).
+inline const retry_policy& policy_of(const retry_policy& p) noexcept { return p; }
+inline const retry_policy& policy_of(const std::shared_ptr<const retry_policy>& p) noexcept { return *p; }
+
+template <class R, class P, class F>
+task<R> retry_loop(P holder, F make, time_point deadline) {
+  const retry_policy& p = policy_of(holder);
   std::optional<backoff> b;  // made at the first failure: most calls succeed at once
   for (unsigned attempt = 1;; ++attempt) {
     std::exception_ptr failure;
@@ -107,6 +113,22 @@ auto retry(retry_policy policy, F make) -> task<detail::await_result_t<std::invo
   // the whole retry (one frame per call, not two).
   if (policy.overall_timeout > duration::zero()) {
     const duration overall = policy.overall_timeout;
+    const time_point deadline = detail::deadline_after(overall);
+    return with_timeout(overall, detail::retry_loop<R>(std::move(policy), std::move(make), deadline));
+  }
+  return detail::retry_loop<R>(std::move(policy), std::move(make), time_point::max());
+}
+
+/// As above, with a policy shared by many calls (every item of a fan-out):
+/// the policy (three std::functions) is not copied per call. It must not be
+/// null.
+template <class F>
+auto retry(std::shared_ptr<const retry_policy> policy, F make)
+    -> task<detail::await_result_t<std::invoke_result_t<F&>>> {
+  using R = detail::await_result_t<std::invoke_result_t<F&>>;
+  if (!policy) throw usage_error("retry: null policy");
+  if (policy->overall_timeout > duration::zero()) {
+    const duration overall = policy->overall_timeout;
     const time_point deadline = detail::deadline_after(overall);
     return with_timeout(overall, detail::retry_loop<R>(std::move(policy), std::move(make), deadline));
   }

@@ -37,6 +37,42 @@ std::vector<duration> expected_delays(std::uint64_t seed, duration base, duratio
   return out;
 }
 
+TEST(Retry, ASharedPolicyServesManyCallsWithoutBeingCopied) {
+  fixture f;
+  int copies_seen = 0;
+  retry_policy p{.max_attempts = 3, .base_delay = 10ms, .seed = 3};
+  p.on_retry = [&copies_seen](unsigned, const std::exception_ptr&, duration) { ++copies_seen; };
+  auto shared = std::make_shared<const retry_policy>(std::move(p));
+  std::vector<int> attempts(4, 0);
+  auto item = [&](int i) -> task<int> {
+    co_return co_await retry(shared, [&attempts, i]() -> task<int> {
+      if (++attempts[i] < 3) throw timeout_error("flaky");
+      co_return i * 10;
+    });
+  };
+  auto main = [&]() -> task<std::vector<int>> {
+    EXPECT_EQ(shared.use_count(), 1);
+    auto a = f.loop.spawn(item(0));
+    auto b = f.loop.spawn(item(1));
+    co_await yield();
+    EXPECT_EQ(shared.use_count(), 3);  // held by each running retry, not copied
+    std::vector<int> out;              // (not a braced list of co_awaits: g++ 12, DEVELOPERS.md)
+    out.push_back(co_await a);
+    out.push_back(co_await b);
+    out.push_back(co_await item(2));
+    out.push_back(co_await item(3));
+    co_return out;
+  };
+  EXPECT_EQ(f.loop.run(main()), (std::vector<int>{0, 10, 20, 30}));
+  EXPECT_EQ(attempts, (std::vector<int>{3, 3, 3, 3}));
+  EXPECT_EQ(copies_seen, 8);  // two retries per call, through the one policy
+  EXPECT_EQ(shared.use_count(), 1);
+  auto null = [&]() -> task<void> {
+    co_await retry(std::shared_ptr<const retry_policy>{}, []() -> task<void> { co_return; });
+  };
+  EXPECT_THROW(f.loop.run(null()), usage_error);
+}
+
 TEST(Retry, AttemptTimesFollowTheSeededSchedule) {
   fixture f;
   std::vector<duration> attempt_times;

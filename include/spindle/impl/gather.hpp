@@ -45,6 +45,13 @@ struct fanout_state {
   }
 };
 
+/// The fan-out's retry policy for one item's retry(), not copied: the
+/// fan-out's state outlives every item (a non-owning aliasing pointer, so no
+/// reference count either).
+inline std::shared_ptr<const retry_policy> borrowed_policy(const retry_policy& p) noexcept {
+  return {std::shared_ptr<const retry_policy>{}, &p};
+}
+
 /// Runs one item, bounded by the per-item timeout. Not a coroutine: without
 /// a timeout the item's own task is returned (no frame of its own).
 template <class T>
@@ -66,7 +73,7 @@ task<T> next_item(State& st) {
       input_t input = *st.it;
       ++st.it;
       auto attempt = [&] { return run_item(st.fn(input), st.opts.per_item_timeout); };
-      co_return co_await retry(*st.opts.retry, attempt);
+      co_return co_await retry(borrowed_policy(*st.opts.retry), attempt);
     }
   } else {
     if (st.opts.retry)
