@@ -3,6 +3,7 @@
 /// retry: run an operation again after retryable failures, with exponential
 /// backoff and full jitter, bounded by attempts and by an overall deadline.
 
+#include <concepts>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -122,10 +123,13 @@ auto retry(retry_policy policy, F make) -> task<detail::await_result_t<std::invo
 /// As above, with a policy shared by many calls (every item of a fan-out):
 /// the policy (three std::functions) is not copied per call. It must not be
 /// null.
-template <class F>
-auto retry(std::shared_ptr<const retry_policy> policy, F make)
-    -> task<detail::await_result_t<std::invoke_result_t<F&>>> {
+/// (A template on the pointer's type, so that `retry({}, make)` still means
+/// a default retry_policy.)
+template <class P, class F>
+requires std::same_as<std::remove_cvref_t<P>, std::shared_ptr<const retry_policy>>
+auto retry(P&& shared, F make) -> task<detail::await_result_t<std::invoke_result_t<F&>>> {
   using R = detail::await_result_t<std::invoke_result_t<F&>>;
+  std::shared_ptr<const retry_policy> policy = std::forward<P>(shared);
   if (!policy) throw usage_error("retry: null policy");
   if (policy->overall_timeout > duration::zero()) {
     const duration overall = policy->overall_timeout;

@@ -71,6 +71,15 @@ TEST(Retry, ASharedPolicyServesManyCallsWithoutBeingCopied) {
     co_await retry(std::shared_ptr<const retry_policy>{}, []() -> task<void> { co_return; });
   };
   EXPECT_THROW(f.loop.run(null()), usage_error);
+  // `{}` is still a default policy (the shared overload takes no braced list).
+  int calls = 0;
+  auto braced = [&]() -> task<int> {
+    co_return co_await retry({}, [&calls]() -> task<int> {
+      if (++calls < 2) throw timeout_error("once");
+      co_return calls;
+    });
+  };
+  EXPECT_EQ(f.loop.run(braced()), 2);
 }
 
 TEST(Retry, AttemptTimesFollowTheSeededSchedule) {
