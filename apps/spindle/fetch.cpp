@@ -353,30 +353,14 @@ struct run_state {
   }
 
   void draw_progress(bool final) {
-    const std::uint64_t done = ok + failed;
-    const double secs = std::chrono::duration<double>(loop.now() - started).count();
-    char line[256];
-    if (input_done && read > 0) {
-      const double frac = static_cast<double>(done) / static_cast<double>(read);
-      char bar[26];
-      const int filled = static_cast<int>(frac * 24);
-      for (int i = 0; i < 24; ++i) bar[i] = i < filled ? '#' : '.';
-      bar[24] = '\0';
-      const double per_s = secs > 0 ? static_cast<double>(done) / secs : 0.0;
-      const double eta = per_s > 0 ? static_cast<double>(read - done) / per_s : 0.0;
-      std::snprintf(line, sizeof line,
-                    "\r\x1b[K[%s] %3.0f%% %llu/%llu ok=%llu failed=%llu %zu in flight %.1f/s %.1fs eta %.0fs",
-                    bar, frac * 100, static_cast<unsigned long long>(done),
-                    static_cast<unsigned long long>(read), static_cast<unsigned long long>(ok),
-                    static_cast<unsigned long long>(failed), in_flight, per_s, secs, eta);
-    } else {
-      std::snprintf(line, sizeof line,
-                    "\r\x1b[K%llu done ok=%llu failed=%llu %zu in flight %.1f/s %.1fs (reading input)",
-                    static_cast<unsigned long long>(done), static_cast<unsigned long long>(ok),
-                    static_cast<unsigned long long>(failed), in_flight,
-                    secs > 0 ? static_cast<double>(done) / secs : 0.0, secs);
-    }
-    std::fputs(final ? "\r\x1b[K" : line, stderr);
+    progress_counts c;
+    c.ok = ok;
+    c.failed = failed;
+    c.read = read;
+    c.in_flight = in_flight;
+    c.input_done = input_done;
+    c.secs = std::chrono::duration<double>(loop.now() - started).count();
+    std::fputs(final ? "\r\x1b[K" : progress_line(c).c_str(), stderr);
     std::fflush(stderr);
   }
 

@@ -31,6 +31,18 @@ void append_json_string(std::string& out, std::string_view s);
 [[nodiscard]] bool is_text(std::string_view s) noexcept;
 /// Standard base64 with padding.
 [[nodiscard]] std::string base64(std::string_view s);
+/// What the progress bar shows.
+struct progress_counts {
+  std::uint64_t ok = 0, failed = 0;
+  std::uint64_t read = 0;  ///< inputs read so far (all of them once input_done)
+  std::size_t in_flight = 0;
+  bool input_done = false;
+  double secs = 0;  ///< since the start
+};
+/// The progress bar's line, from "\r\x1b[K" (return, clear the line): a bar
+/// with the share done and an ETA once the input is all read, counts before.
+[[nodiscard]] std::string progress_line(const progress_counts& c);
+
 /// `ms` with exactly three decimals ("12.346"), rounded to the microsecond.
 void append_millis(std::string& out, double ms);
 /// The result as one JSON object and a newline.

@@ -699,6 +699,23 @@ TEST(CliOutput, LatencyQuantilesAreWithinTwoPercent) {
   EXPECT_NEAR(small.quantile(0.5), 0.0505, 1e-9);
 }
 
+TEST(CliOutput, ProgressLine) {
+  using namespace spindle::cli;
+  progress_counts c;
+  c.ok = 30;
+  c.failed = 10;
+  c.read = 100;
+  c.in_flight = 8;
+  c.secs = 2.0;
+  EXPECT_EQ(progress_line(c), "\r\x1b[K40 done ok=30 failed=10 8 in flight 20.0/s 2.0s (reading input)");
+  c.input_done = true;  // the total is known: a bar, the share done and an ETA (60 left at 20/s)
+  EXPECT_EQ(progress_line(c),
+            "\r\x1b[K[#########...............]  40% 40/100 ok=30 failed=10 8 in flight 20.0/s 2.0s eta 3s");
+  c.ok = 90;
+  EXPECT_EQ(progress_line(c),
+            "\r\x1b[K[########################] 100% 100/100 ok=90 failed=10 8 in flight 50.0/s 2.0s eta 0s");
+}
+
 TEST(CliOutput, ResumeDropsCancelledDuplicateAndTornLines) {
   using namespace spindle::cli;
   temp_dir dir;
