@@ -2,12 +2,10 @@
 
 #include <algorithm>
 #include <charconv>
-#include <mutex>
+#include <optional>
 #include <set>
 
-#include "spindle/background_loop.hpp"
-#include "spindle/http/server.hpp"
-#include "spindle/net/tcp.hpp"
+#include "spindle/http/background_server.hpp"
 #include "spindle/sleep.hpp"
 
 namespace spindle::cli {
@@ -40,18 +38,10 @@ long number(std::string_view s, long fallback) {
 }  // namespace
 
 struct mock_api::impl {
-  background_loop bg;
-  std::unique_ptr<http::server> srv;
-  std::uint16_t port = 0;
   std::atomic<std::uint64_t> requests{0};
-  std::set<long> flaky_seen;  // loop thread only
-
-  impl() : bg(make_options()) {}
-  static background_loop_options make_options() {
-    background_loop_options o;
-    o.loop.name = "mock-api";
-    return o;
-  }
+  std::set<long> flaky_seen;  // the server's loop thread only
+  // Last: stopped (destroyed) first, before what its handler uses.
+  std::optional<http::background_server> server;
 
   task<http::response> handle(http::request& req) {
     requests.fetch_add(1, std::memory_order_relaxed);
@@ -100,33 +90,18 @@ struct mock_api::impl {
 
 mock_api::mock_api(std::uint16_t port) : impl_(std::make_unique<impl>()) {
   impl* self = impl_.get();
-  // The listener is made on the loop's thread, then served by a task there.
-  self->port = self->bg.portal().call_sync([self, port] {
-    http::server_options so;
-    so.max_connections = 100'000;
-    self->srv = std::make_unique<http::server>([self](http::request& r) { return self->handle(r); }, so);
-    net::tcp_listener l = net::tcp_listener::bind(net::socket_address::loopback_v4(port));
-    const std::uint16_t bound = l.local_address().port();
-    auto listener = std::make_shared<net::tcp_listener>(std::move(l));
-    self->bg.loop().call_soon([self, listener] {
-      self->bg.loop().spawn(self->srv->serve(std::move(*listener)), "mock-api").detach();
-    });
-    return bound;
-  });
+  http::background_server_options o;
+  o.name = "mock-api";
+  o.server.max_connections = 100'000;
+  o.server.shutdown_grace = std::chrono::milliseconds(200);  // a hanging answer is not waited for
+  o.address = net::socket_address::loopback_v4(port);
+  self->server.emplace([self](http::request& r) { return self->handle(r); }, o);
 }
 
-mock_api::~mock_api() {
-  impl* self = impl_.get();
-  try {
-    self->bg.portal().call_sync([self] { self->srv->stop(); });
-  } catch (...) {
-  }
-  self->bg.stop();
-  self->srv.reset();
-}
+mock_api::~mock_api() = default;
 
-std::uint16_t mock_api::port() const noexcept { return impl_->port; }
-std::string mock_api::base_url() const { return "http://127.0.0.1:" + std::to_string(impl_->port); }
+std::uint16_t mock_api::port() const noexcept { return impl_->server->port(); }
+std::string mock_api::base_url() const { return impl_->server->base_url(); }
 std::uint64_t mock_api::requests() const noexcept { return impl_->requests.load(std::memory_order_relaxed); }
 
 }  // namespace spindle::cli

@@ -4,8 +4,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "spindle/join_handle.hpp"
-#include "spindle/net/tcp.hpp"
 #include "spindle/sleep.hpp"
 #include "target.hpp"
 
@@ -60,52 +58,17 @@ task<http::response> handle(http::request& req) {
 
 }  // namespace
 
-// Loop-side state: created, used and destroyed on the mock's loop.
-struct mock_api::running {
-  static http::server_options options() {
-    http::server_options o;
-    o.shutdown_grace = std::chrono::seconds(1);  // a delayed answer nobody waits for is not kept
-    return o;
-  }
-  http::server server{handle, options()};
-  std::optional<spindle::join_handle<void>> serving;
-};
-
-mock_api::mock_api() : loop_({.loop = {.name = "mock-api"}}) {
-  running_ = std::make_shared<running>();
-  const std::uint16_t port = loop_.portal().call_sync([r = running_] {
-    auto listener = spindle::net::tcp_listener::bind(spindle::net::socket_address::loopback_v4(0));
-    const std::uint16_t p = listener.local_address().port();
-    r->serving.emplace(
-        spindle::event_loop::current()->spawn(r->server.serve(std::move(listener)), "mock-api"));
-    return p;
-  });
-  base_url_ = "http://127.0.0.1:" + std::to_string(port);
+namespace {
+spindle::http::background_server_options options() {
+  spindle::http::background_server_options o;
+  o.name = "mock-api";
+  o.server.shutdown_grace = std::chrono::seconds(1);  // a delayed answer nobody waits for is not kept
+  return o;
 }
+}  // namespace
+
+mock_api::mock_api() : server_(handle, options()), base_url_(server_.base_url()) {}
 
 mock_api::~mock_api() { stop(); }
-
-spindle::http::server_statistics mock_api::statistics() const {
-  return loop_.portal().call_sync([r = running_] { return r->server.statistics(); });
-}
-
-void mock_api::stop() {
-  if (stopped_) return;
-  stopped_ = true;
-  try {
-    loop_.portal().call(
-        [r = running_]() -> task<void> {
-          r->server.stop();
-          if (r->serving) co_await *r->serving;
-          r->serving.reset();
-        },
-        std::chrono::seconds(10), "mock-api.stop");
-  } catch (const spindle::error&) {
-    // The loop's stop below cancels whatever is left.
-  }
-  loop_.portal().call_sync([r = running_]() mutable { r.reset(); });
-  running_.reset();
-  loop_.stop();
-}
 
 }  // namespace aggregator

@@ -13,13 +13,12 @@
 #include <memory>
 #include <string>
 
-#include "spindle/background_loop.hpp"
-#include "spindle/http/server.hpp"
+#include "spindle/http/background_server.hpp"
 
 namespace aggregator {
 
 /// **Thread safety:** construct, base_url() and stop() from any one thread
-/// that is not the mock's loop.
+/// that is not the mock's loop (an http::background_server).
 class mock_api {
  public:
   /// Starts serving at once.
@@ -31,16 +30,13 @@ class mock_api {
 
   /// "http://127.0.0.1:<port>".
   [[nodiscard]] const std::string& base_url() const noexcept { return base_url_; }
-  [[nodiscard]] spindle::http::server_statistics statistics() const;
+  [[nodiscard]] spindle::http::server_statistics statistics() const { return server_.statistics(); }
   /// Graceful stop of the server, then of its loop. Idempotent.
-  void stop();
+  void stop() { server_.stop(); }
 
  private:
-  struct running;
-  spindle::background_loop loop_;
-  std::shared_ptr<running> running_;
+  spindle::http::background_server server_;
   std::string base_url_;
-  bool stopped_ = false;
 };
 
 }  // namespace aggregator
