@@ -1,0 +1,125 @@
+// The CLI's pieces in process: option parsers, JSON lines, milliseconds,
+// the latency histogram and the progress line (the binary end to end, and
+// --resume's rewrite of a file: cli_test.cpp).
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "output.hpp"
+#include "parse.hpp"
+
+namespace {
+
+using json = nlohmann::json;
+
+TEST(CliParse, DurationsRatesShardsHeadersSizes) {
+  using namespace spindle::cli;
+  EXPECT_EQ(parse_duration("250ms"), std::chrono::milliseconds(250));
+  EXPECT_EQ(parse_duration("2s"), std::chrono::seconds(2));
+  EXPECT_EQ(parse_duration("1m"), std::chrono::minutes(1));
+  EXPECT_EQ(parse_duration("1.5s"), std::chrono::milliseconds(1500));
+  EXPECT_THROW((void)parse_duration("5x"), std::invalid_argument);
+  EXPECT_THROW((void)parse_duration(""), std::invalid_argument);
+  EXPECT_THROW((void)parse_duration("-1s"), std::invalid_argument);
+  EXPECT_DOUBLE_EQ(parse_rate("50/s"), 50);
+  EXPECT_DOUBLE_EQ(parse_rate("600/m"), 10);
+  EXPECT_THROW((void)parse_rate("0/s"), std::invalid_argument);
+  EXPECT_EQ(parse_shard("2/5").k, 2u);
+  EXPECT_EQ(parse_shard("2/5").n, 5u);
+  EXPECT_THROW((void)parse_shard("5/5"), std::invalid_argument);
+  EXPECT_THROW((void)parse_shard("1"), std::invalid_argument);
+  EXPECT_EQ(parse_header("X-Token:  abc ").second, "abc");
+  EXPECT_THROW((void)parse_header("X-Bad: a\r\nInjected: b"), std::invalid_argument);
+  EXPECT_EQ(parse_bytes("64k"), 65536u);
+  EXPECT_EQ(parse_bytes("10M"), 10u << 20);
+  EXPECT_THROW((void)parse_bytes("ten"), std::invalid_argument);
+}
+
+TEST(CliOutput, JsonEscapingTextDetectionAndBase64) {
+  using namespace spindle::cli;
+  std::string s;
+  append_json_string(s, std::string("a\"b\\c\n\x01\xff\xc3\xa9", 10));
+  EXPECT_EQ(s, "\"a\\\"b\\\\c\\n\\u0001\\ufffd\xc3\xa9\"");
+  EXPECT_TRUE(json::parse(s).is_string());
+  EXPECT_TRUE(is_text("héllo"));
+  EXPECT_FALSE(is_text(std::string("a\0b", 3)));
+  EXPECT_FALSE(is_text("\xc3("));
+  EXPECT_EQ(base64(""), "");
+  EXPECT_EQ(base64("f"), "Zg==");
+  EXPECT_EQ(base64("fo"), "Zm8=");
+  EXPECT_EQ(base64("foobar"), "Zm9vYmFy");
+}
+
+TEST(CliOutput, ResultLinesAndMilliseconds) {
+  using namespace spindle::cli;
+  for (auto [ms, text] : std::vector<std::pair<double, std::string>>{{0, "0.000"},
+                                                                     {0.0004, "0.000"},
+                                                                     {0.0006, "0.001"},
+                                                                     {12.3456, "12.346"},
+                                                                     {999.9996, "1000.000"},
+                                                                     {1500, "1500.000"},
+                                                                     {86400000.25, "86400000.250"}}) {
+    std::string s;
+    append_millis(s, ms);
+    EXPECT_EQ(s, text) << ms;
+  }
+  fetch_result r;
+  r.index = 7;
+  r.url = "http://h/\"q\"";
+  r.status = 503;
+  r.attempts = 3;
+  r.elapsed_ms = 41.5;
+  r.bytes = 12;
+  r.error_kind = "http_status";
+  r.error_message = "HTTP 503 Service Unavailable";
+  std::string line;
+  append_result_line(line, r);
+  EXPECT_EQ(line,
+            "{\"index\":7,\"url\":\"http://h/\\\"q\\\"\",\"ok\":false,\"status\":503,\"attempts\":3,"
+            "\"elapsed_ms\":41.500,\"bytes\":12,\"error\":{\"kind\":\"http_status\",\"message\":\"HTTP 503 "
+            "Service Unavailable\"}}\n");
+  EXPECT_TRUE(json::parse(line).is_object());
+}
+
+TEST(CliOutput, LatencyQuantilesAreWithinTwoPercent) {
+  using namespace spindle::cli;
+  latency_histogram h;
+  EXPECT_EQ(h.quantile(0.5), 0);
+  // 1..10000 ms in 1 ms steps (and one sample under a microsecond).
+  h.add(0.0001);
+  for (int i = 1; i <= 10000; ++i) h.add(i);
+  EXPECT_EQ(h.count(), 10001u);
+  EXPECT_EQ(h.max(), 10000);
+  for (double q : {0.5, 0.9, 0.99}) {
+    const double want = q * 10001 - 1;  // the rank's value, in ms
+    EXPECT_NEAR(h.quantile(q), want, want * 0.02) << q;
+  }
+  EXPECT_EQ(h.quantile(1.0), 10000);  // never above the largest sample
+  EXPECT_LT(h.quantile(0.00001), 0.001);
+  latency_histogram small;
+  for (int us = 1; us <= 100; ++us) small.add(us / 1000.0);  // exact below 128 us
+  EXPECT_NEAR(small.quantile(0.5), 0.0505, 1e-9);
+}
+
+TEST(CliOutput, ProgressLine) {
+  using namespace spindle::cli;
+  progress_counts c;
+  c.ok = 30;
+  c.failed = 10;
+  c.read = 100;
+  c.in_flight = 8;
+  c.secs = 2.0;
+  EXPECT_EQ(progress_line(c), "\r\x1b[K40 done ok=30 failed=10 8 in flight 20.0/s 2.0s (reading input)");
+  c.input_done = true;  // the total is known: a bar, the share done and an ETA (60 left at 20/s)
+  EXPECT_EQ(progress_line(c),
+            "\r\x1b[K[#########...............]  40% 40/100 ok=30 failed=10 8 in flight 20.0/s 2.0s eta 3s");
+  c.ok = 90;
+  EXPECT_EQ(progress_line(c),
+            "\r\x1b[K[########################] 100% 100/100 ok=90 failed=10 8 in flight 50.0/s 2.0s eta 0s");
+}
+
+}  // namespace
