@@ -36,6 +36,21 @@ aggregator::service_options options() {
   return o;
 }
 
+// The service's PostgreSQL sessions tagged with `name`: tests that look at
+// pg_stat_activity see only their own queries (the cluster is shared, and
+// CTest runs tests in parallel).
+aggregator::service_options tagged_options(const std::string& name) {
+  aggregator::service_options o = options();
+  o.pg_conninfo += " application_name=" + name;
+  return o;
+}
+
+// Our sleeping queries on the server (the FROM ... WHERE part).
+std::string sleeping_queries(const std::string& name) {
+  return "FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep%' AND application_name = '" +
+         name + "' AND pid <> pg_backend_pid()";
+}
+
 json get_json(std::uint16_t port, const std::string& target, int expected_status = 200) {
   const t::http_result r = t::http_get(port, target);
   EXPECT_EQ(r.status, expected_status) << target << ": " << r.body;
@@ -138,7 +153,7 @@ TEST(Aggregator, DelayedBackendsStillAnswerAndTheDelayIsApplied) {
 // query is cancelled on the server (nothing left in pg_stat_activity), the
 // SQLite job is interrupted, and no dirty connection is reused.
 TEST(Aggregator, SubqueryTimeoutCancelsTheQueryOnTheServer) {
-  auto o = options();
+  auto o = tagged_options("agg_timeout_test");
   aggregator::service svc(o);
   // Warm the pool up so that the timed-out queries run on pooled connections.
   ASSERT_EQ(get_json(svc.port(), "/graph/11")["ok"], 12);
@@ -158,9 +173,7 @@ TEST(Aggregator, SubqueryTimeoutCancelsTheQueryOnTheServer) {
   }
 
   // No query of ours left on the server (bounded wait for the cancel).
-  const std::string leftover =
-      "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep%' "
-      "AND pid <> pg_backend_pid()";
+  const std::string leftover = "SELECT count(*) " + sleeping_queries("agg_timeout_test");
   std::string active = "?";
   for (int i = 0; i < 100; ++i) {
     active = t::pg_scalar(o.pg_conninfo, leftover);
@@ -197,7 +210,7 @@ TEST(Aggregator, SubqueryTimeoutCancelsTheQueryOnTheServer) {
 // kind `connection_lost`, the broken connections are not pooled, and the
 // next answer is complete.
 TEST(Aggregator, ConnectionKilledMidQueryIsConnectionLostAndNotReused) {
-  auto o = options();
+  auto o = tagged_options("agg_kill_test");
   o.subquery_timeout = 30'000ms;
   aggregator::service svc(o);
   ASSERT_EQ(get_json(svc.port(), "/graph/13")["ok"], 12);
@@ -205,8 +218,7 @@ TEST(Aggregator, ConnectionKilledMidQueryIsConnectionLostAndNotReused) {
   json doc;
   std::thread request([&] { doc = get_json(svc.port(), "/graph/13?pg_delay_ms=20000"); });
   // Once the four queries are on the server, terminate their backends.
-  const std::string sleeping =
-      "FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()";
+  const std::string sleeping = sleeping_queries("agg_kill_test");
   std::string active;
   for (int i = 0; i < 200 && active != "4"; ++i) {
     std::this_thread::sleep_for(25ms);
