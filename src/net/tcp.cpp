@@ -119,22 +119,15 @@ task<std::size_t> tcp_stream::read_some(std::span<std::byte> buffer) {
 }
 
 task<void> tcp_stream::write_all(std::span<const std::byte> data) {
-  while (!data.empty()) {
-    if (fd_ < 0) throw connection_error("write on a closed tcp_stream");
-    const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n >= 0) {
-      data = data.subspan(static_cast<std::size_t>(n));
-      continue;
-    }
-    const int e = errno;
-    if (e == EINTR) continue;
-    if (e != EAGAIN && e != EWOULDBLOCK)
-      throw connection_error("write to " + peer_address().to_string() + ": " + errno_text(e));
-    co_await io_->wait_writable();
+  for (;;) {
+    data = data.subspan(try_write(std::string_view(reinterpret_cast<const char*>(data.data()), data.size())));
+    if (data.empty()) co_return;
+    co_await io_->wait_writable();  // the send buffer is full
   }
 }
 
 std::size_t tcp_stream::try_write(std::string_view data) {
+  if (data.empty()) return 0;
   if (fd_ < 0) throw connection_error("write on a closed tcp_stream");
   std::size_t done = 0;
   while (done < data.size()) {
