@@ -95,6 +95,17 @@ task<R> retry_loop(P holder, F make, time_point deadline) {
     co_await sleep_for(delay);
   }
 }
+
+// Not a coroutine itself: without an overall timeout, the loop's task is
+// the whole retry (one frame per call, not two).
+template <class R, class P, class F>
+task<R> start_retry(P holder, F make, duration overall) {
+  if (overall > duration::zero()) {
+    const time_point deadline = deadline_after(overall);
+    return with_timeout(overall, retry_loop<R>(std::move(holder), std::move(make), deadline));
+  }
+  return retry_loop<R>(std::move(holder), std::move(make), time_point::max());
+}
 }  // namespace detail
 
 /// Awaits `make()` (a callable returning a fresh task each time) until it
@@ -109,15 +120,9 @@ task<R> retry_loop(P holder, F make, time_point deadline) {
 /// cancellation is rethrown at once, never retried.
 template <class F>
 auto retry(retry_policy policy, F make) -> task<detail::await_result_t<std::invoke_result_t<F&>>> {
-  using R = detail::await_result_t<std::invoke_result_t<F&>>;
-  // Not a coroutine itself: without an overall timeout, the loop's task is
-  // the whole retry (one frame per call, not two).
-  if (policy.overall_timeout > duration::zero()) {
-    const duration overall = policy.overall_timeout;
-    const time_point deadline = detail::deadline_after(overall);
-    return with_timeout(overall, detail::retry_loop<R>(std::move(policy), std::move(make), deadline));
-  }
-  return detail::retry_loop<R>(std::move(policy), std::move(make), time_point::max());
+  const duration overall = policy.overall_timeout;
+  return detail::start_retry<detail::await_result_t<std::invoke_result_t<F&>>>(std::move(policy),
+                                                                               std::move(make), overall);
 }
 
 /// As above, with a policy shared by many calls (every item of a fan-out):
@@ -128,15 +133,11 @@ auto retry(retry_policy policy, F make) -> task<detail::await_result_t<std::invo
 template <class P, class F>
 requires std::same_as<std::remove_cvref_t<P>, std::shared_ptr<const retry_policy>>
 auto retry(P&& shared, F make) -> task<detail::await_result_t<std::invoke_result_t<F&>>> {
-  using R = detail::await_result_t<std::invoke_result_t<F&>>;
   std::shared_ptr<const retry_policy> policy = std::forward<P>(shared);
   if (!policy) throw usage_error("retry: null policy");
-  if (policy->overall_timeout > duration::zero()) {
-    const duration overall = policy->overall_timeout;
-    const time_point deadline = detail::deadline_after(overall);
-    return with_timeout(overall, detail::retry_loop<R>(std::move(policy), std::move(make), deadline));
-  }
-  return detail::retry_loop<R>(std::move(policy), std::move(make), time_point::max());
+  const duration overall = policy->overall_timeout;
+  return detail::start_retry<detail::await_result_t<std::invoke_result_t<F&>>>(std::move(policy),
+                                                                               std::move(make), overall);
 }
 
 }  // namespace spindle
