@@ -210,7 +210,7 @@ struct run_state {
         r.ok = true;
         emit(r);
       } else {
-        std::string kind = classify(failure, message);
+        std::string kind = error_kind_of(failure, message);
         if (kind == "cancelled") {
           emit_cancelled(it.index, it.url, is.attempts, r.elapsed_ms);
         } else {
@@ -233,28 +233,6 @@ struct run_state {
     } catch (...) {
     }
     return base_retryable ? base_retryable(e) : false;
-  }
-
-  // The error's kind for the output (one of the documented kinds) and its message.
-  static std::string classify(const std::exception_ptr& e, std::string& message) {
-    try {
-      std::rethrow_exception(e);
-    } catch (const spindle::error& err) {
-      message = err.what();
-      const std::string_view k = err.kind();
-      for (std::string_view known :
-           {"invalid_url", "dns", "connect", "tls", "timeout", "protocol", "http_status", "cancelled"}) {
-        if (k == known) return std::string(known);
-      }
-      message = std::string(k) + ": " + message;
-      return "rejected";
-    } catch (const std::exception& err) {
-      message = err.what();
-      return "rejected";
-    } catch (...) {
-      message = "unknown exception";
-      return "rejected";
-    }
   }
 
   // Hands one input to the window without waiting when there is room (or

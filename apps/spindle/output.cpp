@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "spindle/error.hpp"
+
 namespace spindle::cli {
 
 namespace {
@@ -133,6 +135,27 @@ void append_number(std::string& out, std::uint64_t v) {
   out.append(digits, static_cast<std::size_t>(end - digits));
 }
 }  // namespace
+
+std::string error_kind_of(const std::exception_ptr& e, std::string& message) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const spindle::error& err) {
+    message = err.what();
+    const std::string_view k = err.kind();
+    for (std::string_view known :
+         {"invalid_url", "dns", "connect", "tls", "timeout", "protocol", "http_status", "cancelled"}) {
+      if (k == known) return std::string(known);
+    }
+    message = std::string(k) + ": " + message;
+    return "rejected";
+  } catch (const std::exception& err) {
+    message = err.what();
+    return "rejected";
+  } catch (...) {
+    message = "unknown exception";
+    return "rejected";
+  }
+}
 
 std::string progress_line(const progress_counts& c) {
   const std::uint64_t done = c.ok + c.failed;

@@ -3,6 +3,7 @@
 // earlier output file, and the latency histogram of the summary.
 
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +32,11 @@ void append_json_string(std::string& out, std::string_view s);
 [[nodiscard]] bool is_text(std::string_view s) noexcept;
 /// Standard base64 with padding.
 [[nodiscard]] std::string base64(std::string_view s);
+/// A failure's kind for the output, one of the documented kinds (a spindle
+/// error of another kind, or any other exception: "rejected"), and its
+/// message in `message`.
+[[nodiscard]] std::string error_kind_of(const std::exception_ptr& e, std::string& message);
+
 /// What the progress bar shows.
 struct progress_counts {
   std::uint64_t ok = 0, failed = 0;

@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "output.hpp"
 #include "parse.hpp"
+#include "spindle/error.hpp"
 
 namespace {
 
@@ -103,6 +105,20 @@ TEST(CliOutput, LatencyQuantilesAreWithinTwoPercent) {
   latency_histogram small;
   for (int us = 1; us <= 100; ++us) small.add(us / 1000.0);  // exact below 128 us
   EXPECT_NEAR(small.quantile(0.5), 0.0505, 1e-9);
+}
+
+TEST(CliOutput, ErrorKindsAreTheDocumentedOnesOrRejected) {
+  using namespace spindle::cli;
+  std::string message;
+  EXPECT_EQ(error_kind_of(std::make_exception_ptr(spindle::timeout_error("too slow")), message), "timeout");
+  EXPECT_EQ(message, "too slow");
+  // A spindle error of another kind: rejected, its kind kept in the message.
+  EXPECT_EQ(error_kind_of(std::make_exception_ptr(spindle::usage_error("bad call")), message), "rejected");
+  EXPECT_EQ(message, "usage: bad call");
+  EXPECT_EQ(error_kind_of(std::make_exception_ptr(std::runtime_error("odd")), message), "rejected");
+  EXPECT_EQ(message, "odd");
+  EXPECT_EQ(error_kind_of(std::make_exception_ptr(42), message), "rejected");
+  EXPECT_EQ(message, "unknown exception");
 }
 
 TEST(CliOutput, ProgressLine) {
