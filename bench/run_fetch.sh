@@ -133,6 +133,15 @@ run_client() {
   taskset -c 1 $py -c "$timer" "${count[@]}" "$impl" "$op" "$n" "$note" "$run_timeout" -- "${cmd[@]}" >>"$dest" || true
 }
 
+# every_client OP N URLS CONCURRENCY [--warmup]: one run of each client.
+every_client() {
+  local impl
+  for impl in "${clients[@]}"; do
+    [ "${5:-}" = --warmup ] && echo "fetch $1: $impl (warm-up)..." >&2
+    run_client "$impl" "$@"
+  done
+}
+
 clients=(spindle spindle_r0)
 [ $have_aiohttp = 1 ] && clients+=(asyncio)
 [ $have_uvloop = 1 ] && clients+=(uvloop)
@@ -153,15 +162,10 @@ if start_server mock "$port"; then
     echo "http://127.0.0.1:$port/items/$i?delay_ms=$delay_ms"
   done >"$delayed_urls"
   op=fetch_delayed_${delayed_items}
-  for impl in "${clients[@]}"; do
-    echo "fetch delayed: $impl (warm-up)..." >&2
-    run_client "$impl" "$op" "$delayed_items" "$delayed_urls" "$delayed_concurrency" --warmup
-  done
+  every_client "$op" "$delayed_items" "$delayed_urls" "$delayed_concurrency" --warmup
   for r in $(seq 1 "$repeats"); do
     echo "fetch delayed: round $r of $repeats..." >&2
-    for impl in "${clients[@]}"; do
-      run_client "$impl" "$op" "$delayed_items" "$delayed_urls" "$delayed_concurrency"
-    done
+    every_client "$op" "$delayed_items" "$delayed_urls" "$delayed_concurrency"
   done
   echo "fetch delayed: spindle, sequential (--concurrency 1, once)..." >&2
   run_client spindle "${op}_sequential" "$delayed_items" "$delayed_urls" 1
@@ -183,15 +187,10 @@ if start_server "$target" "$port"; then
   keepalive_urls=$out/fetch_keepalive_urls.txt
   $py -c 'import sys; sys.stdout.write((sys.argv[1] + "\n") * int(sys.argv[2]))' "$url" "$requests" >"$keepalive_urls"
   op=fetch_keepalive_c$concurrency
-  for impl in "${clients[@]}"; do
-    echo "fetch keep-alive: $impl (warm-up)..." >&2
-    run_client "$impl" "$op" "$requests" "$keepalive_urls" "$concurrency" --warmup
-  done
+  every_client "$op" "$requests" "$keepalive_urls" "$concurrency" --warmup
   for r in $(seq 1 "$repeats"); do
     echo "fetch keep-alive: round $r of $repeats (+ wrk ${wrk_seconds}s)..." >&2
-    for impl in "${clients[@]}"; do
-      run_client "$impl" "$op" "$requests" "$keepalive_urls" "$concurrency"
-    done
+    every_client "$op" "$requests" "$keepalive_urls" "$concurrency"
     timeout $((wrk_seconds + 20)) taskset -c 1 wrk -t1 -c$concurrency -d${wrk_seconds}s "$url" |
       $py -c '
 import json, re, sys
