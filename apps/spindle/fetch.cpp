@@ -54,6 +54,7 @@ struct item_state {
   int status = 0;
   std::uint64_t bytes = 0;
   std::string body;
+  std::string final_url;  // where the last response came from (after redirects)
 };
 
 struct run_state {
@@ -157,6 +158,7 @@ struct run_state {
         co_await client.send(o.method, std::move(target), std::move(h), o.data.value_or(std::string()), ro);
     is.status = r.status;
     is.bytes = r.wire_body_bytes;
+    is.final_url = std::move(r.url);
     if (o.body) is.body = std::move(r.body);
     if (!r.ok()) {
       std::optional<duration> retry_after;
@@ -205,6 +207,7 @@ struct run_state {
       r.elapsed_ms = ms_since(start);
       r.status = is.status;
       r.bytes = is.bytes;
+      r.final_url = is.final_url;
       if (o.body) r.body = &is.body;
       if (!failure) {
         r.ok = true;
@@ -545,6 +548,7 @@ int run_fetch(const fetch_options& opts) {
   co.request_timeout = opts.timeout;
   co.max_response_bytes = opts.max_body;
   co.max_redirects = opts.max_redirects;
+  co.allow_insecure_redirects = opts.allow_insecure_redirects;
   co.verify_tls = !opts.insecure;
 
   event_loop::options lo;

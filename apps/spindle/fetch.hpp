@@ -36,6 +36,7 @@ struct fetch_options {
   std::uint64_t shard_k = 0;
   std::uint64_t shard_n = 1;
   int max_redirects = 10;
+  bool allow_insecure_redirects = false;  ///< follow https → http (credentials still dropped)
   duration max_retry_after = std::chrono::seconds(60);
 };
 

@@ -164,6 +164,8 @@ int main(int argc, char** argv) {
   fetch->add_option("--shard", raw.shard, "K/N: only inputs whose index mod N is K (indices stay global)");
   fetch->add_flag("--retry-unsafe", fo.retry_unsafe, "Retry non-idempotent methods (POST, PATCH) too");
   fetch->add_option("--max-redirects", raw.max_redirects, "Redirects followed at most (default 10; 0: none)");
+  fetch->add_flag("--allow-insecure-redirects", fo.allow_insecure_redirects,
+                  "Follow redirects from https:// to http:// (credentials are dropped all the same)");
 
   // ---- demo
   std::vector<std::string> scenes;

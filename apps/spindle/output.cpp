@@ -142,8 +142,8 @@ std::string error_kind_of(const std::exception_ptr& e, std::string& message) {
   } catch (const spindle::error& err) {
     message = err.what();
     const std::string_view k = err.kind();
-    for (std::string_view known :
-         {"invalid_url", "dns", "connect", "tls", "timeout", "protocol", "http_status", "cancelled"}) {
+    for (std::string_view known : {"invalid_url", "dns", "connect", "tls", "timeout", "protocol", "redirect",
+                                   "http_status", "cancelled"}) {
       if (k == known) return std::string(known);
     }
     message = std::string(k) + ": " + message;
@@ -216,6 +216,10 @@ void append_result_line(std::string& out, const fetch_result& r) {
   append_millis(out, r.elapsed_ms);
   out += ",\"bytes\":"sv;
   append_number(out, r.bytes);
+  if (!r.final_url.empty()) {
+    out += ",\"final_url\":"sv;
+    append_json_string(out, r.final_url);
+  }
   if (!r.ok) {
     out += ",\"error\":{\"kind\":"sv;
     append_json_string(out, r.error_kind);

@@ -21,6 +21,8 @@ struct fetch_result {
   unsigned attempts = 0;
   double elapsed_ms = 0;
   std::uint64_t bytes = 0;
+  /// The URL of the last response (after redirects); empty: no response.
+  std::string_view final_url;
   std::string_view error_kind;  ///< empty when ok
   std::string_view error_message;
   const std::string* body = nullptr;  ///< with --body

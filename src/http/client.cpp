@@ -1,19 +1,22 @@
-// http::client: a keep-alive pool per origin over spindle::net.
+// http::client: the protocol and policy steps of a request, over the
+// connection pool of client_pool.hpp and spindle::net.
 
 #include "spindle/http/client.hpp"
 
 #include <algorithm>
 #include <charconv>
 #include <ctime>
-#include <deque>
-#include <list>
+#include <limits>
 
+#include "client_pool.hpp"
 #include "spindle/cancel_scope.hpp"
-#include "spindle/event.hpp"
 #include "spindle/http/connection.hpp"
+#include "spindle/http/decoder.hpp"
+#include "spindle/http/redirect.hpp"
 #include "spindle/http/url.hpp"
 #include "spindle/net/tcp.hpp"
 #include "spindle/net/tls.hpp"
+#include "spindle/sleep.hpp"
 
 namespace spindle::http {
 
@@ -38,34 +41,9 @@ std::optional<duration> parse_retry_after(std::string_view v) {
 
 namespace {
 
-struct origin_pool;
-
-// One pooled connection.
-struct connection {
-  stream io;
-  message_reader reader{message_parser::kind::response};
-  origin_pool* pool = nullptr;  // a pool with a connection counted in it is never swept
-  std::string wire;             // the request being sent (its capacity kept across requests)
-  time_point idle_since{};
-  std::uint64_t requests = 0;
-};
-
-struct origin_pool {
-  std::deque<std::unique_ptr<connection>> idle;  // most recently used at the back
-  std::size_t open = 0;
-  std::size_t waiting = 0;  // acquirers of this origin in the wait list
-};
-
-// A task waiting for a connection. What frees up is handed over directly,
-// in arrival order: an idle connection of its origin, or a slot (counted
-// in open) to connect a new one. Nobody else can take it in between.
-struct pool_waiter {
-  explicit pool_waiter(origin_pool& p) : pool(&p) {}
-  origin_pool* pool;  // never swept while it counts this waiter
-  event ready{"http pool wait"};
-  std::unique_ptr<connection> handed;
-  bool slot = false;
-};
+using detail::origin_pool;
+using detail::pool_waiter;
+using detail::pooled_connection;
 
 bool idempotent(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" ||
@@ -76,25 +54,26 @@ std::string millis(duration d) {
   return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
 }
 
+// Decoded bytes are delivered in pieces of this size, and the loop is
+// yielded to after every `yield_every` of them: a decompression bomb runs in
+// slices that the request's deadline can cut (issue #14: 35 s on the loop).
+constexpr std::size_t piece_size = 64 * 1024;
+constexpr std::uint64_t yield_every = 1024 * 1024;
+
 }  // namespace
+
+task<void> body_sink::start(const response&) { co_return; }
 
 struct client::impl {
   client_options opts;
   event_loop* loop;
   net::resolver dns;
   std::optional<net::tls_context> tls;  // made on first https request
-  std::map<std::string, origin_pool> pools;
-  std::size_t total_open = 0;
-  std::list<pool_waiter*> waiting;  // FIFO
-  std::uint64_t acquisitions = 0;
   client_statistics stats;
-  // The last origin looked up: most runs send request after request to
-  // one origin, found again without building its key.
-  origin_pool* last_pool = nullptr;
-  std::string last_scheme, last_host;
-  std::uint16_t last_port = 0;
+  detail::connection_pool pool;
 
-  explicit impl(client_options o) : opts(std::move(o)), loop(event_loop::current()), dns(*loop, opts.dns) {}
+  explicit impl(client_options o)
+      : opts(std::move(o)), loop(event_loop::current()), dns(*loop, opts.dns), pool(*loop, opts, stats) {}
 
   net::tls_context& tls_ctx() {
     if (!tls) {
@@ -106,90 +85,10 @@ struct client::impl {
     return *tls;
   }
 
-  void uncount(origin_pool& p) noexcept {
-    --p.open;
-    --total_open;
-  }
-
-  // A connection of `p` closed: its slot may serve a waiter.
-  void closed(origin_pool& p) {
-    uncount(p);
-    dispatch();
-  }
-
-  // An idle connection for `origin`, if a live one is pooled.
-  std::unique_ptr<connection> take_idle(origin_pool& p) {
-    while (!p.idle.empty()) {
-      std::unique_ptr<connection> c = std::move(p.idle.back());
-      p.idle.pop_back();
-      if (c->io.stale() || loop->coarse_now() - c->idle_since > opts.idle_timeout) {
-        c->io.close();
-        uncount(p);
-        continue;
-      }
-      return c;
-    }
-    return nullptr;
-  }
-
-  // Room for one more connection to `p`, evicting another origin's idle
-  // connection if the total limit is reached.
-  bool take_slot(origin_pool& p) {
-    if (p.open >= opts.max_connections_per_origin) return false;
-    if (total_open >= opts.max_connections_total && !evict_one_idle()) return false;
-    ++p.open;
-    ++total_open;
-    return true;
-  }
-
-  // Hands whatever is free to the waiters that can use it, oldest first.
-  // One wake per hand-over: no herd re-checking the pool.
-  void dispatch() {
-    for (auto it = waiting.begin(); it != waiting.end();) {
-      pool_waiter* w = *it;
-      origin_pool& p = *w->pool;
-      if (auto c = take_idle(p)) {
-        w->handed = std::move(c);
-      } else if (take_slot(p)) {
-        w->slot = true;
-      } else {
-        ++it;
-        continue;
-      }
-      --p.waiting;
-      it = waiting.erase(it);
-      w->ready.set();
-    }
-  }
-
-  // Origins with nothing open and nobody waiting are forgotten now and
-  // then, so a run over millions of hosts keeps a bounded map.
-  void sweep_pools() {
-    if (pools.size() < 256 || ++acquisitions % 1024 != 0) return;
-    last_pool = nullptr;
-    std::erase_if(pools, [](const auto& kv) {
-      return kv.second.open == 0 && kv.second.idle.empty() && kv.second.waiting == 0;
-    });
-  }
-
-  // Makes room under max_connections_total by closing the oldest idle connection elsewhere.
-  bool evict_one_idle() {
-    origin_pool* oldest = nullptr;
-    for (auto& [key, p] : pools) {
-      if (p.idle.empty()) continue;
-      if (oldest == nullptr || p.idle.front()->idle_since < oldest->idle.front()->idle_since) oldest = &p;
-    }
-    if (oldest == nullptr) return false;
-    oldest->idle.front()->io.close();
-    oldest->idle.pop_front();
-    uncount(*oldest);
-    return true;
-  }
-
-  task<std::unique_ptr<connection>> connect_new(const url& u) {
+  task<std::unique_ptr<pooled_connection>> connect_new(const url& u) {
     const std::string host = u.host;
     net::tcp_stream tcp = co_await net::connect(dns, host, u.port, {.timeout = opts.connect_timeout});
-    auto c = std::make_unique<connection>();
+    auto c = std::make_unique<pooled_connection>();
     if (u.is_https()) {
       net::tls_context ctx = tls_ctx();
       auto secured =
@@ -204,9 +103,9 @@ struct client::impl {
     co_return c;
   }
 
-  // A connection for `u` on `slot` (already counted in open): a new one.
-  task<std::unique_ptr<connection>> connect_on_slot(const url& u, origin_pool& p) {
-    std::unique_ptr<connection> c;
+  // A new connection for `u` on a slot of `p` (already counted in open).
+  task<std::unique_ptr<pooled_connection>> connect_on_slot(const url& u, origin_pool& p) {
+    std::unique_ptr<pooled_connection> c;
     std::exception_ptr failure;
     try {
       c = co_await connect_new(u);
@@ -214,42 +113,26 @@ struct client::impl {
       failure = std::current_exception();
     }
     if (failure) {
-      closed(p);
+      pool.closed(p);
       std::rethrow_exception(failure);
     }
-    c->pool = &p;
+    pool.adopt(*c, p);
     ++stats.created;
     co_return c;
   }
 
-  // The origin's pool (the caller takes an idle connection from it without
-  // a task of its own: the usual case).
-  origin_pool& pool_for(const url& u) {
-    sweep_pools();
-    if (last_pool != nullptr && last_port == u.port && last_host == u.host && last_scheme == u.scheme)
-      return *last_pool;
-    origin_pool& p = pools[u.origin()];
-    last_pool = &p;
-    last_scheme = u.scheme;
-    last_host = u.host;
-    last_port = u.port;
-    return p;
-  }
-
-  // A connection for `u` when pool_for() had no idle one: a new one when
-  // the limits allow; otherwise waits, in arrival order, for one to be
-  // returned or closed.
-  task<std::unique_ptr<connection>> acquire(const url& u, origin_pool& p, bool& reused) {
+  // A connection for `u` when its pool had no idle one: a new one when the
+  // limits allow; otherwise waits, in arrival order, for one to be handed
+  // over (a connection of its origin, or a slot).
+  task<std::unique_ptr<pooled_connection>> acquire(const url& u, origin_pool& p, bool& reused) {
     // Whatever is free now, earlier waiters could not use (dispatch runs on
     // every release): a newcomer does not jump the queue by taking it.
-    if (take_slot(p)) {
+    if (pool.take_slot(p)) {
       reused = false;
       co_return co_await connect_on_slot(u, p);
     }
-    dispatch();  // take_idle may have closed stale connections: their slots may serve others
     pool_waiter w(p);
-    waiting.push_back(&w);
-    ++p.waiting;
+    pool.wait(w);
     std::exception_ptr failure;
     try {
       co_await w.ready.wait();
@@ -257,63 +140,101 @@ struct client::impl {
       failure = std::current_exception();
     }
     if (failure) {
-      // Cancelled: leave the queue, and pass on anything handed over meanwhile.
-      if (auto it = std::find(waiting.begin(), waiting.end(), &w); it != waiting.end()) {
-        waiting.erase(it);
-        --p.waiting;
-      }
-      if (w.handed) release(std::move(w.handed), true);
-      if (w.slot) closed(p);
+      pool.abandon(w);  // cancelled: leave the queue, pass on what was handed over
       std::rethrow_exception(failure);
     }
     if (w.handed) {
       reused = true;
       co_return std::move(w.handed);
     }
+    w.slot = false;
     reused = false;
     co_return co_await connect_on_slot(u, p);
   }
 
-  void release(std::unique_ptr<connection> c, bool reusable) {
-    origin_pool& p = *c->pool;
-    if (reusable && c->io.is_open()) {
-      c->idle_since = loop->coarse_now();
-      c->reader.next();
-      p.idle.push_back(std::move(c));
-      if (!waiting.empty()) dispatch();
-      return;
+  // The body of the response whose headers `c` has read, taken as it
+  // arrives: decoded by `dec` (if any) in pieces, into the response's body
+  // or `ro.sink`. Every piece counts against `limit`, and the loop is
+  // yielded to now and then, so the request's deadline bounds the work.
+  task<void> receive_body(pooled_connection& c, const request_options& ro, content_decoder* dec,
+                          std::uint64_t limit) {
+    message_reader& reader = c.reader;
+    response& head = reader.parser().response_message();
+    body_sink* sink = ro.sink;
+    if (sink != nullptr) co_await sink->start(head);
+    std::string raw;      // the wire bytes the parser gave since the last turn
+    std::string decoded;  // the decoded body, without a sink
+    std::unique_ptr<char[]> piece;
+    if (dec != nullptr) piece = std::make_unique<char[]>(piece_size);
+    std::uint64_t total = 0, since_yield = 0;
+    for (;;) {
+      raw.clear();
+      raw.swap(head.body);  // the parser appends into head.body: take what it has
+      if (!raw.empty()) {
+        if (dec == nullptr) {
+          co_await sink->write(raw);
+        } else {
+          dec->input(raw);
+          for (std::size_t n = 0; (n = dec->output({piece.get(), piece_size})) != 0;) {
+            total += n;
+            if (total > limit)
+              throw protocol_error("decoded body (" + dec->codings() + ") exceeds " + std::to_string(limit) +
+                                   " bytes");
+            if (sink != nullptr) {
+              co_await sink->write(std::string_view(piece.get(), n));
+            } else {
+              decoded.append(piece.get(), n);
+            }
+            since_yield += n;
+            if (since_yield >= yield_every) {
+              since_yield = 0;
+              co_await yield();
+            }
+          }
+        }
+      }
+      if (reader.parser().complete()) break;
+      co_await reader.read_more(c.io);
     }
-    c->io.close();
-    closed(p);
+    if (dec != nullptr) {
+      dec->finish();
+      head.headers.remove("Content-Encoding");
+      if (sink == nullptr) head.body = std::move(decoded);
+    }
   }
 
   // One request on one connection (no redirects), inside run()'s
   // move_on_at(deadline) when there is a deadline: reads bounded by it need
   // no timer of their own. `phase` names the step in progress, for run()'s
-  // timeout message.
+  // timeout message. `may_follow`: a redirect response would be followed
+  // (its body is then counted, not kept, decoded or streamed).
   task<response> exchange(const url& u, const request& req, const request_options& ro, time_point deadline,
-                          const char*& phase) {
+                          const char*& phase, bool may_follow) {
     bool reused = false;
     phase = "waiting for a connection";
-    origin_pool& p = pool_for(u);
-    std::unique_ptr<connection> c = take_idle(p);
+    origin_pool& p = pool.pool_for(u);
+    std::unique_ptr<pooled_connection> c = pool.take_idle(p);
     if (c) {
       reused = true;
     } else {
       c = co_await acquire(u, p, reused);
     }
     if (reused) ++stats.reused;
-    const std::uint64_t limit = ro.max_response_bytes != 0 ? ro.max_response_bytes : opts.max_response_bytes;
-    // The connection's parser is fresh (new connection) or reset (release()
-    // calls next(); a connection with leftover bytes is never pooled): set
-    // this request's limits instead of rebuilding it.
+    const bool streaming = ro.sink != nullptr;
+    const std::uint64_t limit = ro.max_response_bytes != 0 ? ro.max_response_bytes
+                                : streaming                ? std::numeric_limits<std::uint64_t>::max()
+                                                           : opts.max_response_bytes;
+    const bool head_request = req.method == "HEAD";
+    // The connection's parser is fresh (new connection) or reset (a pooled
+    // connection was reset when it went idle; one with leftover bytes is
+    // never pooled): set this request's limits instead of rebuilding it.
     parse_limits limits;
     limits.max_header_bytes = opts.max_header_bytes;
     limits.max_body_bytes = limit;
-    limits.keep_body = ro.keep_body;
+    limits.keep_body = ro.keep_body || streaming;
     message_reader& reader = c->reader;
     reader.parser().set_limits(limits);
-    reader.parser().set_no_body(req.method == "HEAD");
+    reader.parser().set_no_body(head_request);
     std::exception_ptr failure;
     bool got_any = false;
     response resp;
@@ -347,12 +268,45 @@ struct client::impl {
         throw end_of_stream("the server closed the connection before responding");
       }
       got_any = true;
-      // A small response arrives in one read: parsed here, without a read task.
-      if (!reader.parse_buffered()) {
-        phase = "reading the response headers";
-        if (!reader.parser().headers_complete())
+      // Interim (1xx) responses are skipped: they have no body, and the
+      // final response follows on the same connection (RFC 9110 §15.2).
+      for (unsigned interim = 0;; ++interim) {
+        // A small response arrives in one read: parsed here, without a read task.
+        if (!reader.parse_buffered(true)) {
+          phase = "reading the response headers";
           co_await reader.read_headers(c->io, header_wait, "reading the response headers");
-        phase = "reading the response body";
+        }
+        const int status = reader.parser().response_message().status;
+        if (status >= 200) break;
+        if (status == 101) {
+          // Only an upgrade the caller asked for; the connection then leaves HTTP.
+          if (!req.headers.contains("Upgrade"))
+            throw protocol_error("101 Switching Protocols without an upgrade request");
+          break;
+        }
+        if (interim >= opts.max_interim_responses)
+          throw protocol_error("more than " + std::to_string(opts.max_interim_responses) +
+                               " interim (1xx) responses");
+        reader.next();
+        reader.parser().set_limits(limits);
+        reader.parser().set_no_body(head_request);
+      }
+      response& head = reader.parser().response_message();
+      const bool follow = may_follow && is_redirect_status(head.status) && head.headers.contains("Location");
+      std::unique_ptr<content_decoder> dec;
+      const bool empty = reader.parser().complete() && head.body.empty();
+      if (follow) {
+        // A redirect's body is only counted (and bounded).
+        limits.keep_body = false;
+        reader.parser().set_limits(limits);
+        head.body.clear();
+      } else if (opts.decompress && ro.keep_body && !empty) {
+        if (auto enc = head.headers.get("Content-Encoding")) dec = content_decoder::make(*enc);
+      }
+      phase = "reading the response body";
+      if (!follow && (streaming || dec)) {
+        co_await receive_body(*c, ro, dec.get(), limit);
+      } else if (!reader.parser().complete()) {
         co_await reader.read_message(c->io, time_point::max(), "reading the response body");
       }
       resp = std::move(reader.parser().response_message());
@@ -361,7 +315,7 @@ struct client::impl {
     }
     if (failure) {
       ++stats.failed;
-      release(std::move(c), false);
+      pool.release(std::move(c), false);
       // A pooled connection the server had already closed: one retry on a
       // fresh connection, for requests that are safe to repeat.
       bool stale_reuse = false;
@@ -374,25 +328,17 @@ struct client::impl {
         }
       }
       if (!stale_reuse) std::rethrow_exception(failure);
-      co_return co_await exchange_fresh(u, req, ro, deadline, phase);
+      // Drop the origin's idle connections: if one was stale, they all may be.
+      pool.close_idle(pool.pool_for(u));
+      co_return co_await exchange(u, req, ro, deadline, phase, may_follow);
     }
     ++stats.requests;
-    const bool reusable = reader.parser().keep_alive() && !reader.has_leftover() &&
-                          !reader.parser().close_delimited() && resp.status != 101;
-    release(std::move(c), reusable);
+    // Reused only when nothing of this response can still be on the wire.
+    const message_parser& parsed = reader.parser();
+    const bool reusable = parsed.keep_alive() && !reader.has_leftover() && !parsed.close_delimited() &&
+                          !parsed.framing_ignored() && resp.status != 101;
+    pool.release(std::move(c), reusable);
     co_return resp;
-  }
-
-  task<response> exchange_fresh(const url& u, const request& req, const request_options& ro,
-                                time_point deadline, const char*& phase) {
-    // Drop the origin's idle connections: if one was stale, they all may be.
-    origin_pool& p = pool_for(u);
-    while (!p.idle.empty()) {
-      p.idle.back()->io.close();
-      p.idle.pop_back();
-      closed(p);
-    }
-    co_return co_await exchange(u, req, ro, deadline, phase);
   }
 
   // `parsed`, or else `raw` parsed here (inside the task: a bad URL fails
@@ -409,44 +355,49 @@ struct client::impl {
     req.headers = std::move(h);
     req.body = std::move(body);
     req.headers.reserve(req.headers.size() + 3);  // User-Agent, Accept-Encoding, Host: one allocation
+    // The URL's userinfo is a credential like Authorization (which wins, as
+    // in curl): it goes to this origin only.
+    if (!u.userinfo.empty() && !req.headers.contains("Authorization")) {
+      if (auto basic = u.basic_authorization()) req.headers.add("Authorization", std::move(*basic));
+    }
     if (!req.headers.contains("User-Agent")) req.headers.add("User-Agent", opts.user_agent);
     if (opts.decompress && !req.headers.contains("Accept-Encoding"))
-      req.headers.add("Accept-Encoding", "gzip, deflate");
+      req.headers.add("Accept-Encoding", "gzip, deflate, br, zstd");
+    std::optional<redirect_follower> follower;  // from the first redirect on
     for (int hop = 0;; ++hop) {
       req.target = u.target;
       req.headers.set("Host", u.host_header());
       const char* phase = "";
+      const bool may_follow = hop < max_redirects;
       std::optional<response> got;
       if (deadline == time_point::max()) {
-        got.emplace(co_await exchange(u, req, ro, deadline, phase));
+        got.emplace(co_await exchange(u, req, ro, deadline, phase, may_follow));
       } else {
-        got = co_await move_on_at(deadline, exchange(u, req, ro, deadline, phase));
+        got = co_await move_on_at(deadline, exchange(u, req, ro, deadline, phase, may_follow));
         if (!got)
           throw timeout_error("request to " + u.to_string() + " timed out after " + millis(total) + " (" +
                               phase + ")");
       }
       response& resp = *got;
-      const bool redirect = resp.status == 301 || resp.status == 302 || resp.status == 303 ||
-                            resp.status == 307 || resp.status == 308;
-      auto location = resp.headers.get("Location");
-      if (redirect && location && hop < max_redirects) {
-        u = u.resolve(*location);
-        if (resp.status == 303 || ((resp.status == 301 || resp.status == 302) && req.method == "POST")) {
-          req.method = "GET";
-          req.body.clear();
-          req.headers.remove("Content-Length");
-          req.headers.remove("Content-Type");
+      if (is_redirect_status(resp.status)) {
+        if (auto location = resp.headers.get("Location")) {
+          if (may_follow) {
+            // (hop 0 made it: `u` is still the URL asked for.)
+            if (!follower) follower.emplace(u, opts.allow_insecure_redirects);
+            follower->follow(u, req, resp.status, *location);
+            continue;
+          }
+          if (max_redirects > 0)
+            throw redirect_error("too many redirects: " + std::to_string(max_redirects) + " followed, and " +
+                                 u.to_string() + " redirects again");
         }
-        continue;
       }
-      if (redirect && location && max_redirects > 0 && hop >= max_redirects)
-        throw protocol_error("too many redirects (more than " + std::to_string(max_redirects) + ")");
-      if (opts.decompress && ro.keep_body)
-        decode_content(resp, ro.max_response_bytes != 0 ? ro.max_response_bytes : opts.max_response_bytes);
+      resp.url = u.to_string();
+      resp.redirects = static_cast<unsigned>(hop);
       if (ro.throw_on_status && !resp.ok()) {
         std::optional<duration> retry_after;
         if (auto ra = resp.headers.get("Retry-After")) retry_after = parse_retry_after(*ra);
-        throw http_status_error(resp.status, "HTTP " + std::to_string(resp.status) + " from " + u.to_string(),
+        throw http_status_error(resp.status, "HTTP " + std::to_string(resp.status) + " from " + resp.url,
                                 retry_after);
       }
       co_return std::move(resp);
@@ -479,24 +430,14 @@ task<response> client::send(std::string method, url target, headers h, std::stri
 
 client_statistics client::statistics() const noexcept {
   client_statistics s = impl_->stats;
-  s.open = impl_->total_open;
-  s.idle = 0;
-  for (const auto& [key, p] : impl_->pools) s.idle += p.idle.size();
+  s.open = impl_->pool.open();
+  s.idle = impl_->pool.idle();
   s.in_use = s.open - s.idle;
-  s.waiting = impl_->waiting.size();
+  s.waiting = impl_->pool.waiting();
   return s;
 }
 
-void client::close_idle() noexcept {
-  for (auto& [key, p] : impl_->pools) {
-    while (!p.idle.empty()) {
-      p.idle.back()->io.close();
-      p.idle.pop_back();
-      impl_->uncount(p);
-    }
-  }
-  impl_->dispatch();  // freed slots go to waiters, if any
-}
+void client::close_idle() noexcept { impl_->pool.close_idle(); }
 
 retry_policy http_retry_policy(std::string_view method, unsigned max_attempts, duration base_delay,
                                bool allow_unsafe) {

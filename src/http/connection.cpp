@@ -1,7 +1,6 @@
 #include "spindle/http/connection.hpp"
 
 #include <sys/socket.h>
-#include <zlib.h>
 
 #include <cerrno>
 
@@ -147,67 +146,28 @@ task<void> message_reader::read_until(stream& s, time_point deadline, const char
       }
       n = *got;
     }
-    if (n == 0) {
-      if (parser_.idle()) throw end_of_stream("the peer closed the connection");
-      parser_.finish();  // completes a close-delimited body, or throws protocol_error
-      co_return;
-    }
-    end_ = n;
-    last_read_full_ = n == space.size();
+    took(n, space.size());
+    if (n == 0) co_return;
   }
 }
 
-// ---- content decoding -----------------------------------------------------------
-
-namespace {
-// gzip, zlib or raw deflate, bounded (zip bombs).
-std::string inflate_body(const std::string& in, bool gzip, std::uint64_t limit) {
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    z_stream z{};
-    // gzip: 15+16; deflate: zlib-wrapped (15), and raw (-15) as a fallback
-    // for servers that send it unwrapped.
-    const int bits = gzip ? 15 + 16 : attempt == 0 ? 15 : -15;
-    if (inflateInit2(&z, bits) != Z_OK) throw protocol_error("zlib: inflateInit2 failed");
-    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-    z.avail_in = static_cast<uInt>(in.size());
-    std::string out;
-    char buf[32 * 1024];
-    int r = Z_OK;
-    while (r == Z_OK) {
-      z.next_out = reinterpret_cast<Bytef*>(buf);
-      z.avail_out = sizeof buf;
-      r = inflate(&z, Z_NO_FLUSH);
-      out.append(buf, sizeof buf - z.avail_out);
-      if (out.size() > limit) {
-        inflateEnd(&z);
-        throw protocol_error("decoded body exceeds " + std::to_string(limit) + " bytes");
-      }
-      if (r == Z_BUF_ERROR && z.avail_in == 0) break;
-    }
-    inflateEnd(&z);
-    if (r == Z_STREAM_END) return out;
-    if (!gzip && attempt == 0 && r == Z_DATA_ERROR) continue;  // try raw deflate
-    throw protocol_error(std::string("bad ") + (gzip ? "gzip" : "deflate") + " body: " +
-                         (r == Z_BUF_ERROR   ? "truncated"
-                          : z.msg != nullptr ? z.msg
-                                             : "corrupt"));
+void message_reader::took(std::size_t n, std::size_t space) {
+  if (n == 0) {
+    if (parser_.idle()) throw end_of_stream("the peer closed the connection");
+    parser_.finish();  // completes a close-delimited body, or throws protocol_error
+    return;
   }
-  throw protocol_error("bad deflate body");
+  end_ = n;
+  last_read_full_ = n == space;
 }
 
-}  // namespace
-
-void decode_content(response& r, std::uint64_t max_bytes) {
-  auto enc = r.headers.get("Content-Encoding");
-  if (!enc) return;
-  if (iequals(*enc, "gzip") || iequals(*enc, "x-gzip")) {
-    r.body = inflate_body(r.body, true, max_bytes);
-  } else if (iequals(*enc, "deflate")) {
-    r.body = inflate_body(r.body, false, max_bytes);
-  } else {
-    return;  // identity, or one we do not know: left as received
+task<void> message_reader::read_more(stream& s) {
+  if (begin_ == end_ && !parser_.complete()) {
+    const std::span<char> space = read_space();
+    const std::size_t n = co_await s.read_some(space);
+    took(n, space.size());
   }
-  r.headers.remove("Content-Encoding");
+  parse_buffered();
 }
 
 // ---- serialisation ------------------------------------------------------------

@@ -4,6 +4,7 @@
 
 #include <llhttp.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace spindle::http {
@@ -17,6 +18,7 @@ struct message_parser::state {
   bool started = false;
   bool headers_done = false;
   bool done = false;
+  bool framing_ignored = false;  // a bodiless status with Content-Length or Transfer-Encoding
   std::size_t header_bytes = 0;
   std::uint64_t body_bytes = 0;
   std::string error;                // our own reason for an HPE_USER stop
@@ -36,6 +38,11 @@ struct message_parser::state {
     return 0;
   }
   headers& fields() { return what == kind::request ? req.headers : resp.headers; }
+  int too_large(std::uint64_t declared, const char* by) {
+    error = "body exceeds " + std::to_string(limits.max_body_bytes) + " bytes (" + by + " announces " +
+            std::to_string(declared) + ")";
+    return -1;
+  }
 
   void install() {
     llhttp_settings_init(&settings);
@@ -92,8 +99,28 @@ struct message_parser::state {
           s.error = "invalid status code " + std::to_string(s.resp.status);
           return -1;
         }
+        // RFC 9112 §6.3: 1xx, 204 and 304 never have a body, whatever
+        // their framing fields say (llhttp 8 reads a 204's Content-Length).
+        const int st = s.resp.status;
+        if (st < 200 || st == 204 || st == 304) {
+          // (A 304's Content-Length is legal: the length a 200 would have.)
+          s.framing_ignored = (p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)) != 0 ||
+                              (st != 304 && (p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > 0);
+          return 1;
+        }
       }
-      return s.no_body ? 1 : 0;
+      if (s.no_body) return 1;
+      // A declared length over the limit fails now, not after the bytes.
+      if ((p->flags & F_CONTENT_LENGTH) != 0 && (p->flags & F_CHUNKED) == 0 &&
+          p->content_length > s.limits.max_body_bytes)
+        return s.too_large(p->content_length, "Content-Length");
+      return 0;
+    };
+    settings.on_chunk_header = [](llhttp_t* p) {
+      state& s = of(p);
+      if (p->content_length > s.limits.max_body_bytes - std::min(s.body_bytes, s.limits.max_body_bytes))
+        return s.too_large(s.body_bytes + p->content_length, "a chunk size");
+      return 0;
     };
     settings.on_body = [](llhttp_t* p, const char* at, size_t n) {
       state& s = of(p);
@@ -178,7 +205,7 @@ void message_parser::finish() {
 
 void message_parser::reset() {
   state& s = *s_;
-  s.started = s.headers_done = s.done = false;
+  s.started = s.headers_done = s.done = s.framing_ignored = false;
   s.header_bytes = 0;
   s.body_bytes = 0;
   s.error.clear();
@@ -190,6 +217,7 @@ bool message_parser::headers_complete() const noexcept { return s_->headers_done
 bool message_parser::complete() const noexcept { return s_->done; }
 bool message_parser::idle() const noexcept { return !s_->started; }
 bool message_parser::keep_alive() const noexcept { return llhttp_should_keep_alive(&s_->parser) != 0; }
+bool message_parser::framing_ignored() const noexcept { return s_->framing_ignored; }
 bool message_parser::close_delimited() const noexcept { return llhttp_message_needs_eof(&s_->parser) != 0; }
 request& message_parser::request_message() noexcept { return s_->req; }
 response& message_parser::response_message() noexcept { return s_->resp; }

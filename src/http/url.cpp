@@ -1,8 +1,11 @@
 #include "spindle/http/url.hpp"
 
+#include <idn2.h>
+
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <memory>
 
 #include "spindle/net/address.hpp"
 
@@ -28,9 +31,27 @@ bool is_word(std::string_view s, std::string_view word) {
   return true;
 }
 
+// The text as an error message may show it: a password in the userinfo
+// ("http://user:pw@h/") becomes "***". Best effort: the userinfo is what lies
+// between "://" and the last '@' before the next '/'. Cutting at '/' alone
+// (not also at '?' or '#', as parse() does) may hide a little too much,
+// never too little, of what parse() would take for the userinfo.
+std::string redacted(std::string_view text) {
+  std::string shown(text);
+  if (const auto slashes = shown.find("://"); slashes != std::string::npos) {
+    const std::size_t start = slashes + 3;
+    const std::string_view authority = std::string_view(shown).substr(start, shown.find('/', start) - start);
+    if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
+      if (const auto colon = authority.substr(0, at).find(':'); colon != std::string_view::npos)
+        shown.replace(start + colon + 1, at - colon - 1, "***");
+    }
+  }
+  if (shown.size() > 200) shown.resize(200);
+  return shown;
+}
+
 [[noreturn]] void invalid(std::string_view text, const std::string& why) {
-  std::string shown(text.substr(0, 200));
-  throw invalid_url_error("invalid URL '" + shown + "': " + why);
+  throw invalid_url_error("invalid URL '" + redacted(text) + "': " + why);
 }
 
 // RFC 3986 reg-name characters (unreserved, sub-delims, '%'), as a table:
@@ -46,12 +67,155 @@ constexpr auto host_chars = [] {
 
 bool host_char_ok(char c) { return host_chars[static_cast<unsigned char>(c)]; }
 
+bool is_control(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  return u < 0x20 || u == 0x7f;
+}
+
 // The end of the authority: the first '/', '?' or '#' (npos if none).
 std::size_t authority_end(std::string_view s) {
   for (std::size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '/' || s[i] == '?' || s[i] == '#') return i;
   }
   return std::string_view::npos;
+}
+
+// A host with bytes >= 0x80 (UTF-8) as its A-label ("bücher.example" ->
+// "xn--bcher-kva.example"), as curl makes it: UTS #46 non-transitional
+// processing (IDNA 2008, which also lower-cases), and if that refuses the
+// name, transitional processing (IDNA 2003 compatible: "ß" -> "ss", emoji
+// accepted). The reason given is the non-transitional one.
+[[gnu::cold, gnu::noinline]] std::string idna_host(std::string_view text, std::string_view host) {
+  const std::string name(host);  // idn2 wants a NUL-terminated string
+  char* out = nullptr;
+  int rc = idn2_to_ascii_8z(name.c_str(), &out, IDN2_NONTRANSITIONAL);
+  if (rc != IDN2_OK) {
+    out = nullptr;
+    if (idn2_to_ascii_8z(name.c_str(), &out, IDN2_TRANSITIONAL) == IDN2_OK) rc = IDN2_OK;
+  }
+  if (rc != IDN2_OK) invalid(text, "bad internationalized host '" + name + "': " + idn2_strerror(rc));
+  const std::unique_ptr<char, void (*)(void*)> owned(out, &idn2_free);
+  std::string ascii(out);
+  for (char& c : ascii) {
+    if (!host_char_ok(c)) invalid(text, std::string("bad character '") + c + "' in host");
+    c = lower(c);
+  }
+  return ascii;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string base64(std::string_view s) {
+  static constexpr char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((s.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 3 <= s.size(); i += 3) {
+    const auto n = static_cast<unsigned char>(s[i]) << 16 | static_cast<unsigned char>(s[i + 1]) << 8 |
+                   static_cast<unsigned char>(s[i + 2]);
+    for (int shift : {18, 12, 6, 0}) out += digits[(n >> shift) & 63];
+  }
+  if (const std::size_t left = s.size() - i; left > 0) {
+    auto n = static_cast<unsigned char>(s[i]) << 16;
+    if (left == 2) n |= static_cast<unsigned char>(s[i + 1]) << 8;
+    out += digits[(n >> 18) & 63];
+    out += digits[(n >> 12) & 63];
+    out += left == 2 ? digits[(n >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+// A reference's path or query as it may go into a request target: spaces and
+// bytes >= 0x80 percent-encoded, as curl does for the Location values servers
+// really send ("/a b", raw UTF-8). Other characters are kept as they are.
+void append_encoded(std::string& out, std::string_view s) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u == 0x20 || u >= 0x80) {
+      out += '%';
+      out += hex[u >> 4];
+      out += hex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+}
+
+// RFC 3986 §5.2.4: "/a/b/../c/./d" -> "/a/c/d".
+std::string remove_dot_segments(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  const auto drop_last_segment = [&out] {
+    const auto slash = out.rfind('/');
+    out.resize(slash == std::string::npos ? 0 : slash);
+  };
+  while (!in.empty()) {
+    if (in.starts_with("../")) {  // A
+      in.remove_prefix(3);
+    } else if (in.starts_with("./")) {
+      in.remove_prefix(2);
+    } else if (in.starts_with("/./")) {  // B
+      in.remove_prefix(2);
+    } else if (in == "/.") {
+      in = "/";
+    } else if (in.starts_with("/../")) {  // C
+      in.remove_prefix(3);
+      drop_last_segment();
+    } else if (in == "/..") {
+      in = "/";
+      drop_last_segment();
+    } else if (in == "." || in == "..") {  // D
+      in = {};
+    } else {  // E: the first segment (with its leading '/') moves to the output
+      const std::size_t end = std::min(in.find('/', 1), in.size());
+      out += in.substr(0, end);
+      in.remove_prefix(end);
+    }
+  }
+  return out;
+}
+
+// A URI reference split as in RFC 3986 §5.2.1 (the fragment already cut off).
+struct reference {
+  std::string_view scheme;  // empty: none
+  std::optional<std::string_view> authority;
+  std::string_view path;
+  std::optional<std::string_view> query;
+};
+
+reference split(std::string_view text) {
+  reference r;
+  // A scheme is ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":" before any
+  // '/', '?' or '#': "/capture?next=http://x/" is a relative reference.
+  const auto scheme_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '-' || c == '.';
+  };
+  if (!text.empty() && lower(text[0]) >= 'a' && lower(text[0]) <= 'z') {
+    std::size_t i = 1;
+    while (i < text.size() && scheme_char(text[i])) ++i;
+    if (i < text.size() && text[i] == ':') {
+      r.scheme = text.substr(0, i);
+      text.remove_prefix(i + 1);
+    }
+  }
+  if (text.starts_with("//")) {
+    text.remove_prefix(2);
+    const std::size_t end = std::min(authority_end(text), text.size());
+    r.authority = text.substr(0, end);
+    text.remove_prefix(end);
+  }
+  const auto question = text.find('?');
+  r.path = text.substr(0, question);
+  if (question != std::string_view::npos) r.query = text.substr(question + 1);
+  return r;
 }
 
 }  // namespace
@@ -106,10 +270,14 @@ url url::parse(std::string_view text) {
     u.host = lower(host);
   } else {
     u.host.resize(host.size());  // checked and lower-cased in one pass
-    for (std::size_t i = 0; i < host.size(); ++i) {
-      const char c = host[i];
-      if (!host_char_ok(c)) invalid(text, std::string("bad character '") + c + "' in host");
-      u.host[i] = lower(c);
+    std::size_t i = 0;
+    for (; i < host.size() && host_char_ok(host[i]); ++i) u.host[i] = lower(host[i]);
+    // Only a host that is not all ASCII leaves the table-driven pass. (The
+    // check after the loop, not in it, keeps the loop as tight as it was.)
+    if (i != host.size()) {
+      if (static_cast<unsigned char>(host[i]) < 0x80)
+        invalid(text, std::string("bad character '") + host[i] + "' in host");
+      u.host = idna_host(text, host);
     }
   }
   if (port.empty()) {
@@ -155,23 +323,83 @@ std::string url::origin() const {
 
 std::string url::to_string() const { return origin() + target; }
 
+std::optional<std::string> url::basic_authorization() const {
+  if (userinfo.empty()) return std::nullopt;
+  // RFC 3986 §3.2.1: user and password are split at the first ':' and then
+  // decoded, so "%3A" may stand for a ':' in the user name. No ':' means an
+  // empty password: "user" sends "user:", as curl does.
+  const auto colon = userinfo.find(':');
+  std::string credentials = percent_decode(std::string_view(userinfo).substr(0, colon));
+  credentials += ':';
+  if (colon != std::string::npos) credentials += percent_decode(std::string_view(userinfo).substr(colon + 1));
+  return "Basic " + base64(credentials);
+}
+
 url url::resolve(std::string_view location) const {
-  if (location.find("://") != std::string_view::npos) return parse(location);
-  if (location.starts_with("//")) return parse(scheme + ":" + std::string(location));
-  url u = *this;
-  if (location.starts_with('/')) {
-    u.target = std::string(location);
-  } else {
-    std::string base = target.substr(0, target.find('?'));
-    base = base.substr(0, base.rfind('/') + 1);
-    u.target = base + std::string(location);
+  if (std::any_of(location.begin(), location.end(), is_control))
+    invalid(location, "contains a control character");
+  const reference r = split(location.substr(0, location.find('#')));  // the fragment is dropped
+  if (!r.scheme.empty() && !is_word(r.scheme, "http") && !is_word(r.scheme, "https"))
+    invalid(location, "unsupported scheme '" + lower(r.scheme) + "'");
+  std::string path;  // the reference's own path and query, encoded
+  append_encoded(path, r.path);
+  std::string query;
+  if (r.query) append_encoded(query, *r.query);
+  if (r.authority || !(r.scheme.empty() || is_word(r.scheme, scheme))) {
+    // Another authority (or "https:x" against an http base, which parse()
+    // then refuses): parse() checks and normalises the host, port and
+    // userinfo as it does for any URL.
+    std::string text = r.scheme.empty() ? scheme : lower(r.scheme);
+    text += ':';
+    if (r.authority) {
+      text += "//";
+      text += *r.authority;
+    }
+    text += remove_dot_segments(path);
+    if (r.query) {
+      text += '?';
+      text += query;
+    }
+    return parse(text);
   }
-  if (auto hash = u.target.find('#'); hash != std::string::npos) u.target.resize(hash);
-  for (char c : u.target) {
-    const auto uc = static_cast<unsigned char>(c);
-    if (uc <= 0x20 || uc == 0x7f) invalid(location, "contains a space or control character");
+  // The same scheme (RFC 3986 §5.2.2 "for backward compatibility": "http:g"
+  // is "g") and the same authority, userinfo included.
+  url u = *this;
+  const std::string_view base_path = std::string_view(target).substr(0, target.find('?'));
+  if (path.empty()) {
+    if (!r.query) return u;  // "", "#f": the base itself
+    u.target = base_path;
+  } else if (path.front() == '/') {
+    u.target = remove_dot_segments(path);
+  } else {
+    // §5.2.3 merge: the base path up to its last '/', then the reference.
+    std::string merged(base_path.substr(0, base_path.rfind('/') + 1));
+    if (merged.empty()) merged = '/';
+    merged += path;
+    u.target = remove_dot_segments(merged);
+  }
+  if (u.target.empty()) u.target = '/';
+  if (r.query) {
+    u.target += '?';
+    u.target += query;
   }
   return u;
+}
+
+std::string percent_decode(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const int high = text[i] == '%' && i + 2 < text.size() ? hex_value(text[i + 1]) : -1;
+    const int low = high >= 0 ? hex_value(text[i + 2]) : -1;
+    if (low >= 0) {
+      out += static_cast<char>(high << 4 | low);
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
 }
 
 }  // namespace spindle::http

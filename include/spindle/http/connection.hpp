@@ -11,6 +11,7 @@
 #include <variant>
 
 #include "spindle/clock.hpp"
+#include "spindle/http/decoder.hpp"  // decode_content(), declared here before
 #include "spindle/http/message.hpp"
 #include "spindle/http/parser.hpp"
 #include "spindle/net/tcp.hpp"
@@ -67,6 +68,11 @@ class message_reader {
   task<bool> wait_for_data(stream& s, time_point deadline);
   /// Only up to the end of the headers (the body is read by read_message).
   task<void> read_headers(stream& s, time_point deadline, const char* phase);
+  /// For a caller that takes the body as it arrives: parses what is
+  /// buffered, or else reads once (without a deadline of its own) and
+  /// parses that. The peer's close completes a close-delimited body or
+  /// throws protocol_error (end_of_stream before the first byte).
+  task<void> read_more(stream& s);
   /// Parses what is buffered, without I/O: true if the message (or, with
   /// `headers_only`, its headers) is complete. The usual small message
   /// arrives in one read, and then needs neither read_headers nor
@@ -81,6 +87,9 @@ class message_reader {
 
  private:
   task<void> read_until(stream& s, time_point deadline, const char* phase, bool headers_only);
+  /// Takes a read of `n` bytes into read_space()'s buffer; at the end of
+  /// the stream (0), finishes the message or throws.
+  void took(std::size_t n, std::size_t space);
   /// The empty buffer, ready for a read (allocated, or grown after a read
   /// that filled it).
   std::span<char> read_space();
@@ -97,11 +106,6 @@ class message_reader {
 
 /// The peer closed the connection cleanly between messages.
 SPINDLE_DEFINE_ERROR(end_of_stream, "connect");
-
-/// Decodes a gzip or deflate (zlib or raw) Content-Encoding in place and
-/// removes the header; other encodings are left alone. Throws protocol_error
-/// for a corrupt or truncated body, or one that decodes past `max_bytes`.
-void decode_content(response& r, std::uint64_t max_bytes);
 
 /// "GET /path HTTP/1.1\r\nHost: ...\r\n...\r\n\r\nbody", with Content-Length
 /// when there is a body (or the method expects one).

@@ -16,4 +16,10 @@ SPINDLE_DEFINE_ERROR(invalid_url_error, "invalid_url");
 /// than allowed, a message cut short by the end of the connection).
 SPINDLE_DEFINE_ERROR(protocol_error, "protocol");
 
+/// A redirect that the client will not follow: more than max_redirects, a
+/// Location that is missing a usable URL or names another scheme, or an
+/// https:// page redirecting to http:// (refused unless
+/// client_options::allow_insecure_redirects). The message names the URLs.
+SPINDLE_DEFINE_ERROR(redirect_error, "redirect");
+
 }  // namespace spindle::http

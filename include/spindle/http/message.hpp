@@ -65,6 +65,11 @@ struct response {
   /// The body's size on the wire (before decoding), counted even when the
   /// body was not kept.
   std::uint64_t wire_body_bytes = 0;
+  /// The URL this response came from: the request's, or the last
+  /// redirect's target (http::client fills it in; no userinfo).
+  std::string url;
+  /// Redirects followed to get here (http::client).
+  unsigned redirects = 0;
 
   [[nodiscard]] bool ok() const noexcept { return status >= 200 && status < 300; }
 };

@@ -38,7 +38,8 @@ class message_parser {
   message_parser(const message_parser&) = delete;
   message_parser& operator=(const message_parser&) = delete;
 
-  /// For a response to HEAD (or a 1xx/204/304 the caller knows of): no body.
+  /// For a response to HEAD: no body. (1xx, 204 and 304 responses never
+  /// have one; the parser knows.)
   void set_no_body(bool no_body) noexcept;
   /// New limits for the next message (between messages: after reset() or
   /// construction). A kept-alive connection's parser is reused this way
@@ -61,6 +62,11 @@ class message_parser {
   [[nodiscard]] bool keep_alive() const noexcept;
   /// The body runs until the connection closes (no length, not chunked).
   [[nodiscard]] bool close_delimited() const noexcept;
+  /// A 1xx or 204 response carried Content-Length (not 0), or a 1xx, 204
+  /// or 304 one Transfer-Encoding: it was read without a body, as RFC 9112
+  /// §6.3 says, but whatever the server meant by them may follow on the
+  /// connection. (A 304's Content-Length is legal: RFC 9110 §8.6.)
+  [[nodiscard]] bool framing_ignored() const noexcept;
 
   /// The parsed message (valid once headers_complete(); the body once complete()).
   [[nodiscard]] request& request_message() noexcept;
