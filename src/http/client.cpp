@@ -301,7 +301,18 @@ struct client::impl {
         reader.parser().set_limits(limits);
         head.body.clear();
       } else if (opts.decompress && ro.keep_body && !empty) {
-        if (auto enc = head.headers.get("Content-Encoding")) dec = content_decoder::make(*enc);
+        // Every Content-Encoding field, as one list (RFC 9110 §5.3).
+        const std::vector<std::string_view> fields = head.headers.get_all("Content-Encoding");
+        if (fields.size() == 1) {
+          dec = content_decoder::make(fields[0]);
+        } else if (fields.size() > 1) {
+          std::string joined;
+          for (std::string_view f : fields) {
+            if (!joined.empty()) joined += ", ";
+            joined += f;
+          }
+          dec = content_decoder::make(joined);
+        }
       }
       phase = "reading the response body";
       if (!follow && (streaming || dec)) {

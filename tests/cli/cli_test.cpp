@@ -472,6 +472,75 @@ TEST(CliFetch, PerHostLimitHeadersAndTls) {
   EXPECT_EQ(insecure.exit_code, 0) << insecure.out << insecure.err;
 }
 
+// "http://a:1/x" percent-encoded for a query value (fault_server's /redirect-abs?to=).
+std::string query_encoded(const std::string& url) {
+  std::string out;
+  for (char ch : url) {
+    if (ch == ':' || ch == '/' || ch == '?' || ch == '=' || ch == '&') {
+      char hex[4];
+      std::snprintf(hex, sizeof hex, "%%%02X", static_cast<unsigned char>(ch));
+      out += hex;
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+TEST(CliFetch, RedirectsKeepCredentialsAtTheirOriginAndReportTheFinalUrl) {
+  temp_dir dir;
+  spindle::test::fault_server other;  // another port: another origin
+  const std::string a = faults().base_url();
+  const std::string b = other.base_url();
+  run_result r = run(dir, {"fetch", "-q", "--body", "-H", "Authorization: Bearer top-secret", "-H",
+                           "Cookie: session=s3cr3t", "-H", "X-Trace: t1", a + "/redirect?n=1",
+                           a + "/redirect-abs?to=" + query_encoded(b + "/echo"), a + "/echo"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  auto lines = lines_of(r.out);
+  ASSERT_EQ(lines.size(), 3u);
+  std::map<std::uint64_t, json> by_index;
+  for (auto& l : lines) by_index[l["index"].get<std::uint64_t>()] = l;
+  // Same origin: followed to the end.
+  EXPECT_EQ(by_index[0]["final_url"], a + "/redirect?n=0");
+  EXPECT_EQ(by_index[0]["body"], "arrived");
+  // Another origin: the credentials stay behind, other fields go on.
+  EXPECT_EQ(by_index[1]["final_url"], b + "/echo");
+  const std::string away = by_index[1]["body"].get<std::string>();
+  EXPECT_EQ(away.find("top-secret"), std::string::npos) << away;
+  EXPECT_EQ(away.find("s3cr3t"), std::string::npos) << away;
+  EXPECT_NE(away.find("X-Trace: t1"), std::string::npos) << away;
+  // Sent where the user sent them.
+  const std::string home = by_index[2]["body"].get<std::string>();
+  EXPECT_NE(home.find("Authorization: Bearer top-secret"), std::string::npos) << home;
+  EXPECT_EQ(by_index[2]["final_url"], a + "/echo");
+}
+
+TEST(CliFetch, HttpsToHttpRedirectIsRefusedUnlessAllowed) {
+  temp_dir dir;
+  spindle::test::fault_server_options tls_opts;
+  tls_opts.tls = true;
+  spindle::test::fault_server tls_server(tls_opts);
+  const std::string plain = faults().base_url() + "/echo";
+  const std::string start = tls_server.tls_base_url() + "/redirect-abs?to=" + query_encoded(plain);
+  run_result refused =
+      run(dir, {"fetch", "-q", "--insecure", "-H", "Authorization: Bearer top-secret", start});
+  EXPECT_EQ(refused.exit_code, 3);
+  auto r = lines_of(refused.out);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0]["error"]["kind"], "redirect") << r[0].dump();
+  const std::string message = r[0]["error"]["message"].get<std::string>();
+  EXPECT_NE(message.find(plain), std::string::npos) << message;
+  EXPECT_NE(message.find(tls_server.tls_base_url()), std::string::npos) << message;
+
+  run_result allowed = run(dir, {"fetch", "-q", "--insecure", "--allow-insecure-redirects", "--body", "-H",
+                                 "Authorization: Bearer top-secret", start});
+  EXPECT_EQ(allowed.exit_code, 0) << allowed.out << allowed.err;
+  auto a = lines_of(allowed.out);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0]["final_url"], plain);
+  EXPECT_EQ(a[0]["body"].get<std::string>().find("top-secret"), std::string::npos) << a[0].dump();
+}
+
 TEST(CliFetch, RateLimitSpacesTheRequests) {
   temp_dir dir;
   const std::string b = faults().base_url();

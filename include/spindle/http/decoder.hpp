@@ -34,15 +34,16 @@ class decoder_stage;  // one coding's decoder (src/http/decoder.cpp)
 /// other through 16 KiB buffers.
 ///
 /// Bytes after the end of a gzip member (other than a next member), of a
-/// deflate stream or of a br stream are ignored, as zlib's gunzip and curl
-/// do; zstd decodes any number of frames, and anything else after a frame
-/// is corrupt.
+/// deflate stream or of a br stream are ignored (gunzip ignores trailing
+/// garbage too); zstd decodes any number of frames, and anything else after
+/// a frame is corrupt.
 ///
-/// One known cost a caller does not bound: in a chain, an inner coding that
-/// consumes data without producing any (zstd skippable frames, bytes ignored
-/// after a gzip member) makes one output() call decode whatever the outer
-/// coding yields until output appears. Data ignored after the end of an
-/// inner stream stops the outer stages instead of being decoded.
+/// One cost the output size does not bound: in a chain, an inner coding
+/// that consumes data without producing any (zstd skippable frames, brotli
+/// metadata blocks, empty deflate blocks) makes one output() call decode
+/// whatever the outer coding yields until output appears. Data ignored
+/// after the end of an inner stream stops the outer stages instead of
+/// being decoded.
 ///
 /// After a protocol_error the decoder must not be used again.
 ///
