@@ -64,6 +64,28 @@ constexpr std::uint64_t yield_every = 1024 * 1024;
 
 task<void> body_sink::start(const response&) { co_return; }
 
+namespace {
+// We never send TE, so chunked is the only transfer coding a server may use
+// (RFC 9112 §7.4; "identity" is tolerated): anything else would hand the
+// caller a body still encoded in a way nobody asked for.
+void check_transfer_coding(const response& head) {
+  for (const auto& [name, value] : head.headers) {
+    if (!iequals(name, "Transfer-Encoding")) continue;
+    std::string_view field = value;
+    while (!field.empty()) {
+      const std::size_t comma = field.find(',');
+      std::string_view coding = field.substr(0, comma);
+      field = comma == std::string_view::npos ? std::string_view{} : field.substr(comma + 1);
+      while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t')) coding.remove_prefix(1);
+      while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) coding.remove_suffix(1);
+      if (coding.empty() || iequals(coding, "chunked") || iequals(coding, "identity")) continue;
+      throw protocol_error("unsupported transfer coding '" + std::string(coding) +
+                           "' (none was asked for; only chunked is allowed)");
+    }
+  }
+}
+}  // namespace
+
 struct client::impl {
   client_options opts;
   event_loop* loop;
@@ -292,6 +314,7 @@ struct client::impl {
         reader.parser().set_no_body(head_request);
       }
       response& head = reader.parser().response_message();
+      check_transfer_coding(head);
       const bool follow = may_follow && is_redirect_status(head.status) && head.headers.contains("Location");
       std::unique_ptr<content_decoder> dec;
       const bool empty = reader.parser().complete() && head.body.empty();
@@ -346,8 +369,11 @@ struct client::impl {
     ++stats.requests;
     // Reused only when nothing of this response can still be on the wire.
     const message_parser& parsed = reader.parser();
+    // (An HTTP/1.0 message with Transfer-Encoding has faulty framing:
+    // RFC 9112 §6.1 says to close the connection after it.)
     const bool reusable = parsed.keep_alive() && !reader.has_leftover() && !parsed.close_delimited() &&
-                          !parsed.framing_ignored() && resp.status != 101;
+                          !parsed.framing_ignored() && resp.status != 101 &&
+                          !(resp.version_minor == 0 && resp.headers.contains("Transfer-Encoding"));
     pool.release(std::move(c), reusable);
     co_return resp;
   }

@@ -260,6 +260,19 @@ TEST(ClientRedirects, UserinfoBecomesBasicAuthForItsOriginOnly) {
   EXPECT_FALSE(field_of(other.requests()[0], "Authorization"));
 }
 
+TEST(ClientUrls, InternationalHostsGoOutAsPunycode) {
+  raw_server s(answer([](const std::string&) { return ok_response("idn"); }));
+  on_loop([&]() -> task<void> {
+    client c;
+    // Names under .localhost are the loopback addresses (RFC 6761).
+    response r = co_await c.get("http://b\xc3\xbc" "cher.localhost:" + std::to_string(s.port()) + "/p");
+    EXPECT_EQ(r.body, "idn");
+    EXPECT_EQ(r.url, "http://xn--bcher-kva.localhost:" + std::to_string(s.port()) + "/p");
+  });
+  ASSERT_EQ(s.requests().size(), 1u);
+  EXPECT_EQ(field_of(s.requests()[0], "Host"), "xn--bcher-kva.localhost:" + std::to_string(s.port()));
+}
+
 TEST(ClientRedirects, HttpsToHttpIsRefusedUnlessAllowedAndThenCarriesNoCredentials) {
   raw_server plain(answer([](const std::string&) { return ok_response("plain"); }));
   test::fault_server_options so;
@@ -549,6 +562,39 @@ TEST(ClientBodiless, NoContentWithChunkedFramingIsNotReused) {
   });
 }
 
+TEST(ClientFraming, OnlyChunkedTransferCodingIsAccepted) {
+  raw_server s(answer([](const std::string& head) {
+    const std::string t = target_of(head);
+    if (t == "/gzip-chunked")
+      return std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    if (t == "/identity-chunked")
+      return std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: identity, Chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
+    return ok_response("fine");
+  }));
+  on_loop([&]() -> task<void> {
+    client c;
+    const std::string r = co_await outcome(c, "GET", s.base_url() + "/gzip-chunked");
+    EXPECT_EQ(kind_of(r), "protocol") << r;
+    response ok = co_await c.get(s.base_url() + "/identity-chunked");
+    EXPECT_EQ(ok.body, "ok");
+  });
+}
+
+TEST(ClientFraming, AnHttp10ResponseWithTransferEncodingIsNotReused) {
+  raw_server s(answer([](const std::string&) {
+    return std::string(
+        "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n");
+  }));
+  on_loop([&]() -> task<void> {
+    client c;
+    response a = co_await c.get(s.base_url() + "/a");
+    response b = co_await c.get(s.base_url() + "/b");
+    EXPECT_EQ(a.body, "hi");
+    EXPECT_EQ(b.body, "hi");
+    EXPECT_EQ(c.statistics().created, 2u);
+  });
+}
+
 // ---- decoding ------------------------------------------------------------------------
 
 // A gzip bomb of `members` concatenated members, each 1 MiB of zeros: a
@@ -636,10 +682,11 @@ TEST(ClientDecoding, ABombIsCutByTheDeadlineAndNeverStallsTheLoop) {
     EXPECT_GT(sink.bytes, 0u);
     EXPECT_LT(sink.bytes, std::uint64_t{4} << 30);
     EXPECT_LE(sink.largest, 64u * 1024);
-    // The old client held the loop for the whole decode (35 s for 1 GiB);
-    // now each slice is about a millisecond. A second is a generous bound
-    // for a loaded machine or a sanitizer build.
-    EXPECT_LT(longest_gap, 1s);
+    // The old client held the loop for the whole decode (35 s for 1 GiB,
+    // so minutes for this one); now each slice is about a millisecond.
+    // Three seconds leave room for a loaded machine or a sanitizer build
+    // (not a speed check: the difference is a thousandfold).
+    EXPECT_LT(longest_gap, 3s);
   });
 }
 
