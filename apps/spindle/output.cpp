@@ -203,7 +203,9 @@ void append_result_line(std::string& out, const fetch_result& r) {
   out += "{\"index\":"sv;
   append_number(out, r.index);
   out += ",\"url\":"sv;
+  const std::size_t url_at = out.size();
   append_json_string(out, r.url);
+  const std::size_t url_end = out.size();
   out += r.ok ? ",\"ok\":true,\"status\":"sv : ",\"ok\":false,\"status\":"sv;
   if (r.status != 0) {
     append_number(out, static_cast<std::uint64_t>(r.status));
@@ -218,7 +220,11 @@ void append_result_line(std::string& out, const fetch_result& r) {
   append_number(out, r.bytes);
   if (!r.final_url.empty()) {
     out += ",\"final_url\":"sv;
-    append_json_string(out, r.final_url);
+    if (r.final_url == r.url) {
+      out.append(out, url_at, url_end - url_at);  // (no redirect: escaped once)
+    } else {
+      append_json_string(out, r.final_url);
+    }
   }
   if (!r.ok) {
     out += ",\"error\":{\"kind\":"sv;

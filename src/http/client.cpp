@@ -60,6 +60,8 @@ std::string millis(duration d) {
 constexpr std::size_t piece_size = 64 * 1024;
 constexpr std::uint64_t yield_every = 1024 * 1024;
 
+constexpr std::string_view accept_encoding_field = "Accept-Encoding: gzip, deflate, br, zstd\r\n";
+
 }  // namespace
 
 task<void> body_sink::start(const response&) { co_return; }
@@ -68,20 +70,16 @@ namespace {
 // We never send TE, so chunked is the only transfer coding a server may use
 // (RFC 9112 §7.4; "identity" is tolerated): anything else would hand the
 // caller a body still encoded in a way nobody asked for.
-void check_transfer_coding(const response& head) {
-  for (const auto& [name, value] : head.headers) {
-    if (!iequals(name, "Transfer-Encoding")) continue;
-    std::string_view field = value;
-    while (!field.empty()) {
-      const std::size_t comma = field.find(',');
-      std::string_view coding = field.substr(0, comma);
-      field = comma == std::string_view::npos ? std::string_view{} : field.substr(comma + 1);
-      while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t')) coding.remove_prefix(1);
-      while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) coding.remove_suffix(1);
-      if (coding.empty() || iequals(coding, "chunked") || iequals(coding, "identity")) continue;
-      throw protocol_error("unsupported transfer coding '" + std::string(coding) +
-                           "' (none was asked for; only chunked is allowed)");
-    }
+void check_transfer_coding(std::string_view field) {
+  while (!field.empty()) {
+    const std::size_t comma = field.find(',');
+    std::string_view coding = field.substr(0, comma);
+    field = comma == std::string_view::npos ? std::string_view{} : field.substr(comma + 1);
+    while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t')) coding.remove_prefix(1);
+    while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) coding.remove_suffix(1);
+    if (coding.empty() || iequals(coding, "chunked") || iequals(coding, "identity")) continue;
+    throw protocol_error("unsupported transfer coding '" + std::string(coding) +
+                         "' (none was asked for; only chunked is allowed)");
   }
 }
 }  // namespace
@@ -231,7 +229,7 @@ struct client::impl {
   // timeout message. `may_follow`: a redirect response would be followed
   // (its body is then counted, not kept, decoded or streamed).
   task<response> exchange(const url& u, const request& req, const request_options& ro, time_point deadline,
-                          const char*& phase, bool may_follow) {
+                          const char*& phase, bool may_follow, bool accept_encoding) {
     bool reused = false;
     phase = "waiting for a connection";
     origin_pool& p = pool.pool_for(u);
@@ -267,7 +265,7 @@ struct client::impl {
       std::string host;
       if (!req.headers.contains("Host")) host = u.host_header();
       c->wire.clear();
-      serialize_to(c->wire, req, host);
+      serialize_to(c->wire, req, host, accept_encoding ? accept_encoding_field : std::string_view{});
       phase = "sending the request";
       // Most requests fit the socket's send buffer at once: no write task.
       const std::size_t sent = c->io.try_write(c->wire);
@@ -314,7 +312,23 @@ struct client::impl {
         reader.parser().set_no_body(head_request);
       }
       response& head = reader.parser().response_message();
-      check_transfer_coding(head);
+      // One pass over the fields: the transfer coding is checked, and
+      // every Content-Encoding field is taken as one list (RFC 9110 §5.3).
+      std::string_view encoding;
+      std::string encodings;  // only when there are several fields
+      for (const auto& [name, value] : head.headers) {
+        if (name.size() == 17 && iequals(name, "Transfer-Encoding")) {
+          check_transfer_coding(value);
+        } else if (name.size() == 16 && iequals(name, "Content-Encoding")) {
+          if (!encoding.empty()) {
+            if (encodings.empty()) encodings = encoding;
+            encodings += ", ";
+            encodings += value;
+          }
+          encoding = value;
+        }
+      }
+      if (!encodings.empty()) encoding = encodings;
       const bool follow = may_follow && is_redirect_status(head.status) && head.headers.contains("Location");
       std::unique_ptr<content_decoder> dec;
       const bool empty = reader.parser().complete() && head.body.empty();
@@ -323,19 +337,8 @@ struct client::impl {
         limits.keep_body = false;
         reader.parser().set_limits(limits);
         head.body.clear();
-      } else if (opts.decompress && ro.keep_body && !empty) {
-        // Every Content-Encoding field, as one list (RFC 9110 §5.3).
-        const std::vector<std::string_view> fields = head.headers.get_all("Content-Encoding");
-        if (fields.size() == 1) {
-          dec = content_decoder::make(fields[0]);
-        } else if (fields.size() > 1) {
-          std::string joined;
-          for (std::string_view f : fields) {
-            if (!joined.empty()) joined += ", ";
-            joined += f;
-          }
-          dec = content_decoder::make(joined);
-        }
+      } else if (opts.decompress && ro.keep_body && !empty && !encoding.empty()) {
+        dec = content_decoder::make(encoding);
       }
       phase = "reading the response body";
       if (!follow && (streaming || dec)) {
@@ -364,7 +367,7 @@ struct client::impl {
       if (!stale_reuse) std::rethrow_exception(failure);
       // Drop the origin's idle connections: if one was stale, they all may be.
       pool.close_idle(pool.pool_for(u));
-      co_return co_await exchange(u, req, ro, deadline, phase, may_follow);
+      co_return co_await exchange(u, req, ro, deadline, phase, may_follow, accept_encoding);
     }
     ++stats.requests;
     // Reused only when nothing of this response can still be on the wire.
@@ -391,26 +394,28 @@ struct client::impl {
     req.method = std::move(method);
     req.headers = std::move(h);
     req.body = std::move(body);
-    req.headers.reserve(req.headers.size() + 3);  // User-Agent, Accept-Encoding, Host: one allocation
+    req.headers.reserve(req.headers.size() + 3);  // User-Agent, Host, maybe Authorization: one allocation
     // The URL's userinfo is a credential like Authorization (which wins, as
     // in curl): it goes to this origin only.
     if (!u.userinfo.empty() && !req.headers.contains("Authorization")) {
       if (auto basic = u.basic_authorization()) req.headers.add("Authorization", std::move(*basic));
     }
     if (!req.headers.contains("User-Agent")) req.headers.add("User-Agent", opts.user_agent);
-    if (opts.decompress && !req.headers.contains("Accept-Encoding"))
-      req.headers.add("Accept-Encoding", "gzip, deflate, br, zstd");
+    // Accept-Encoding is written by exchange() from a literal (its value is
+    // too long for a small string: no allocation per request).
+    const bool accept_encoding = opts.decompress && !req.headers.contains("Accept-Encoding");
     std::optional<redirect_follower> follower;  // from the first redirect on
     for (int hop = 0;; ++hop) {
       req.target = u.target;
-      req.headers.set("Host", u.host_header());
+      const std::string_view host = req.headers.set("Host", u.host_header());
       const char* phase = "";
       const bool may_follow = hop < max_redirects;
       std::optional<response> got;
       if (deadline == time_point::max()) {
-        got.emplace(co_await exchange(u, req, ro, deadline, phase, may_follow));
+        got.emplace(co_await exchange(u, req, ro, deadline, phase, may_follow, accept_encoding));
       } else {
-        got = co_await move_on_at(deadline, exchange(u, req, ro, deadline, phase, may_follow));
+        got =
+            co_await move_on_at(deadline, exchange(u, req, ro, deadline, phase, may_follow, accept_encoding));
         if (!got)
           throw timeout_error("request to " + u.to_string() + " timed out after " + millis(total) + " (" +
                               phase + ")");
@@ -429,7 +434,13 @@ struct client::impl {
                                  u.to_string() + " redirects again");
         }
       }
-      resp.url = u.to_string();
+      // (From the Host value set above: the URL's string without another
+      // host[:port] formatting.)
+      resp.url.reserve(u.scheme.size() + 3 + host.size() + u.target.size());
+      resp.url += u.scheme;
+      resp.url += "://";
+      resp.url += host;
+      resp.url += u.target;
       resp.redirects = static_cast<unsigned>(hop);
       if (ro.throw_on_status && !resp.ok()) {
         std::optional<duration> retry_after;

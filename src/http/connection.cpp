@@ -175,7 +175,8 @@ task<void> message_reader::read_more(stream& s) {
 using namespace std::string_view_literals;  // (appending literals without strlen)
 
 namespace {
-void append_headers(std::string& out, const headers& h, bool add_length, std::size_t length) {
+void append_headers(std::string& out, const headers& h, bool add_length, std::size_t length,
+                    std::string_view extra_fields = {}) {
   for (const auto& [name, value] : h) {
     out += name;
     out += ": "sv;
@@ -187,6 +188,7 @@ void append_headers(std::string& out, const headers& h, bool add_length, std::si
     out += std::to_string(length);
     out += "\r\n"sv;
   }
+  out += extra_fields;
   out += "\r\n"sv;
 }
 }  // namespace
@@ -197,7 +199,8 @@ std::string serialize(const request& r, std::string_view host_header) {
   return out;
 }
 
-void serialize_to(std::string& out, const request& r, std::string_view host_header) {
+void serialize_to(std::string& out, const request& r, std::string_view host_header,
+                  std::string_view extra_fields) {
   out.reserve(out.size() + 256 + r.body.size());
   out += r.method;
   out += ' ';
@@ -211,7 +214,7 @@ void serialize_to(std::string& out, const request& r, std::string_view host_head
   const bool body_method = r.method == "POST" || r.method == "PUT" || r.method == "PATCH";
   const bool add_length = (!r.body.empty() || body_method) && !r.headers.contains("Content-Length") &&
                           !r.headers.contains("Transfer-Encoding");
-  append_headers(out, r.headers, add_length, r.body.size());
+  append_headers(out, r.headers, add_length, r.body.size(), extra_fields);
   out += r.body;
 }
 

@@ -15,9 +15,9 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
   return true;
 }
 
-void headers::set(std::string_view name, std::string value) {
+const std::string& headers::set(std::string_view name, std::string value) {
   remove(name);
-  fields_.emplace_back(std::string(name), std::move(value));
+  return fields_.emplace_back(std::string(name), std::move(value)).second;
 }
 
 void headers::remove(std::string_view name) {

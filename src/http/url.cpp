@@ -299,29 +299,47 @@ url url::parse(std::string_view text) {
   return u;
 }
 
-std::string url::host_header() const {
-  std::string h;  // (appends: g++ 12 -Wrestrict false positive on "[" + host)
-  const bool v6 = host.find(':') != std::string::npos;
-  if (v6) h += '[';
-  h += host;
+namespace {
+// Appends host[:port] as in a Host header (one allocation for the caller).
+void append_host_port(std::string& h, const url& u) {
+  const bool v6 = u.host.find(':') != std::string::npos;
+  if (v6) h += '[';  // (appends: g++ 12 -Wrestrict false positive on "[" + host)
+  h += u.host;
   if (v6) h += ']';
-  if (!default_port()) {
+  if (!u.default_port()) {
     char digits[8];
-    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, port);
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, u.port);
     h += ':';
     h.append(digits, static_cast<std::size_t>(end - digits));
   }
+}
+}  // namespace
+
+std::string url::host_header() const {
+  std::string h;
+  append_host_port(h, *this);
   return h;
 }
 
 std::string url::origin() const {
-  std::string o = scheme;
+  std::string o;
+  o.reserve(scheme.size() + 3 + host.size() + 8);
+  o += scheme;
   o += "://";
-  o += host_header();
+  append_host_port(o, *this);
   return o;
 }
 
-std::string url::to_string() const { return origin() + target; }
+// One allocation: the client builds it for every response (response::url).
+std::string url::to_string() const {
+  std::string s;
+  s.reserve(scheme.size() + 3 + host.size() + 8 + target.size());
+  s += scheme;
+  s += "://";
+  append_host_port(s, *this);
+  s += target;
+  return s;
+}
 
 std::optional<std::string> url::basic_authorization() const {
   if (userinfo.empty()) return std::nullopt;

@@ -110,8 +110,11 @@ SPINDLE_DEFINE_ERROR(end_of_stream, "connect");
 /// "GET /path HTTP/1.1\r\nHost: ...\r\n...\r\n\r\nbody", with Content-Length
 /// when there is a body (or the method expects one).
 [[nodiscard]] std::string serialize(const request& r, std::string_view host_header);
-/// As serialize(), appended to `out` (a buffer kept across requests).
-void serialize_to(std::string& out, const request& r, std::string_view host_header);
+/// As serialize(), appended to `out` (a buffer kept across requests), with
+/// `extra_fields` (whole "Name: value\r\n" lines, written as they are)
+/// after the request's own fields.
+void serialize_to(std::string& out, const request& r, std::string_view host_header,
+                  std::string_view extra_fields = {});
 /// "HTTP/1.1 200 OK\r\n...Content-Length: n\r\n\r\nbody".
 [[nodiscard]] std::string serialize(const response& r, bool head_request = false);
 

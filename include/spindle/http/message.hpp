@@ -24,8 +24,9 @@ class headers {
   /// name and value in place as their bytes arrive.
   field& add_empty() { return fields_.emplace_back(); }
   void reserve(std::size_t n) { fields_.reserve(n); }
-  /// Replaces every field of that name with one.
-  void set(std::string_view name, std::string value);
+  /// Replaces every field of that name with one (appended last); returns
+  /// its stored value.
+  const std::string& set(std::string_view name, std::string value);
   void remove(std::string_view name);
   /// The first value of `name`.
   [[nodiscard]] std::optional<std::string_view> get(std::string_view name) const;
