@@ -265,7 +265,10 @@ TEST(ClientUrls, InternationalHostsGoOutAsPunycode) {
   on_loop([&]() -> task<void> {
     client c;
     // Names under .localhost are the loopback addresses (RFC 6761).
-    response r = co_await c.get("http://b\xc3\xbc" "cher.localhost:" + std::to_string(s.port()) + "/p");
+    response r = co_await c.get(
+        "http://b\xc3\xbc"
+        "cher.localhost:" +
+        std::to_string(s.port()) + "/p");
     EXPECT_EQ(r.body, "idn");
     EXPECT_EQ(r.url, "http://xn--bcher-kva.localhost:" + std::to_string(s.port()) + "/p");
   });
@@ -566,9 +569,11 @@ TEST(ClientFraming, OnlyChunkedTransferCodingIsAccepted) {
   raw_server s(answer([](const std::string& head) {
     const std::string t = target_of(head);
     if (t == "/gzip-chunked")
-      return std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+      return std::string(
+          "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
     if (t == "/identity-chunked")
-      return std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: identity, Chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
+      return std::string(
+          "HTTP/1.1 200 OK\r\nTransfer-Encoding: identity, Chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
     return ok_response("fine");
   }));
   on_loop([&]() -> task<void> {
@@ -583,7 +588,8 @@ TEST(ClientFraming, OnlyChunkedTransferCodingIsAccepted) {
 TEST(ClientFraming, AnHttp10ResponseWithTransferEncodingIsNotReused) {
   raw_server s(answer([](const std::string&) {
     return std::string(
-        "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n");
+        "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: "
+        "chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n");
   }));
   on_loop([&]() -> task<void> {
     client c;
