@@ -429,12 +429,18 @@ TEST(ThreadPool, ShutdownOnDemandAfterRunForever) {
   event_loop loop({.name = "bg"});
   thread_pool pool({.name = "files", .threads = 1, .attach_to = &loop});
   int ran = 0;
+  // The work stops the loop once done (a 5 ms timer did before: on a
+  // loaded sanitizer machine the job had not run by then, and the report
+  // counted it cancelled). The long timer only bounds a failure.
   loop.call_soon([&] {
     loop.spawn_detached(
-        [](thread_pool& p, int& n) -> task<void> { co_await run_blocking(p, [&n] { ++n; }); }(pool, ran),
+        [](thread_pool& p, int& n, event_loop& l) -> task<void> {
+          co_await run_blocking(p, [&n] { ++n; });
+          l.stop();
+        }(pool, ran, loop),
         "work");
   });
-  loop.call_later(5ms, [&] { loop.stop(); });
+  loop.call_later(30s, [&] { loop.stop(); });
   loop.run_forever();
   loop_shutdown_report r = loop.shutdown();
   EXPECT_EQ(ran, 1);
