@@ -52,10 +52,13 @@ task<int> demo(spindle::thread_pool& reports, spindle::thread_pool& lookups) {
 
   // 3. A call that ignores it is abandoned after the grace period. An
   // abandoned call outlives this frame: it must own what it uses (here a
-  // shared flag), never refer to the awaiting coroutine's locals.
+  // shared flag), never refer to the awaiting coroutine's locals. (The
+  // timeout leaves a loaded machine time to start the job: one still
+  // queued at the timeout is cancelled, not abandoned. 10 ms was not
+  // always enough under ASan in CI.)
   auto let_go = std::make_shared<std::atomic<bool>>(false);
   try {
-    co_await spindle::with_timeout(10ms,
+    co_await spindle::with_timeout(200ms,
                                    spindle::run_blocking(lookups, spindle::job_name{"stubborn"}, [let_go] {
                                      while (!*let_go) std::this_thread::sleep_for(1ms);
                                    }));
