@@ -150,11 +150,17 @@ TEST(Portal, FutureCancelCancelsTheTask) {
   background_loop bg;
   portal p = bg.portal();
   std::atomic<int> cleaned{0};
+  std::atomic<bool> started{false};
   auto f = p.submit([&]() -> task<int> {
     on_exit guard{&cleaned};
+    started = true;
     co_await sleep_for(10s);
     co_return 1;
   });
+  // Cancel a task that is running (waiting 5 ms was not always enough for
+  // it to start under TSan; one cancelled before it starts never runs its
+  // body, so nothing would be cleaned up).
+  EXPECT_TRUE(eventually([&] { return started.load(); }));
   EXPECT_EQ(f.wait_for(5ms), std::future_status::timeout);
   f.cancel();
   EXPECT_THROW((void)f.get(), cancelled_error);
