@@ -7,6 +7,7 @@
 #include <charconv>
 #include <ctime>
 #include <limits>
+#include <memory>
 
 #include "client_pool.hpp"
 #include "spindle/cancel_scope.hpp"
@@ -71,12 +72,8 @@ namespace {
 // (RFC 9112 §7.4; "identity" is tolerated): anything else would hand the
 // caller a body still encoded in a way nobody asked for.
 void check_transfer_coding(std::string_view field) {
-  while (!field.empty()) {
-    const std::size_t comma = field.find(',');
-    std::string_view coding = field.substr(0, comma);
-    field = comma == std::string_view::npos ? std::string_view{} : field.substr(comma + 1);
-    while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t')) coding.remove_prefix(1);
-    while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) coding.remove_suffix(1);
+  for (std::string_view rest = field; !rest.empty();) {
+    const std::string_view coding = next_list_element(rest);
     if (coding.empty() || iequals(coding, "chunked") || iequals(coding, "identity")) continue;
     throw protocol_error("unsupported transfer coding '" + std::string(coding) +
                          "' (none was asked for; only chunked is allowed)");
@@ -167,7 +164,6 @@ struct client::impl {
       reused = true;
       co_return std::move(w.handed);
     }
-    w.slot = false;
     reused = false;
     co_return co_await connect_on_slot(u, p);
   }
@@ -185,7 +181,7 @@ struct client::impl {
     std::string raw;      // the wire bytes the parser gave since the last turn
     std::string decoded;  // the decoded body, without a sink
     std::unique_ptr<char[]> piece;
-    if (dec != nullptr) piece = std::make_unique<char[]>(piece_size);
+    if (dec != nullptr) piece = std::make_unique_for_overwrite<char[]>(piece_size);
     std::uint64_t total = 0, since_yield = 0;
     for (;;) {
       raw.clear();

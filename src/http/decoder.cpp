@@ -271,13 +271,6 @@ class zstd_stage final : public decoder_stage {
   bool at_frame_end_ = false;
 };
 
-std::string_view trim(std::string_view s) noexcept {
-  const auto space = [](char c) { return c == ' ' || c == '\t'; };
-  while (!s.empty() && space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && space(s.back())) s.remove_suffix(1);
-  return s;
-}
-
 // The canonical name of a coding we decode, "identity", or "" (unknown).
 std::string_view canonical(std::string_view coding) noexcept {
   for (std::string_view known : {"gzip", "deflate", "br", "zstd", "identity"}) {
@@ -300,9 +293,7 @@ std::unique_ptr<content_decoder> content_decoder::make(std::string_view content_
   std::size_t listed = 0;
   bool unknown = false;
   for (std::string_view rest = content_encoding; !rest.empty();) {
-    const std::size_t comma = std::min(rest.find(','), rest.size());
-    const std::string_view element = trim(rest.substr(0, comma));
-    rest.remove_prefix(std::min(comma + 1, rest.size()));
+    const std::string_view element = next_list_element(rest);
     if (element.empty()) continue;  // "gzip, , br": empty list elements are allowed (RFC 9110 5.6.1)
     if (++listed > max_codings) {
       throw protocol_error("Content-Encoding lists more than " + std::to_string(max_codings) + " codings");

@@ -37,16 +37,19 @@ std::vector<std::string_view> headers::get_all(std::string_view name) const {
   return out;
 }
 
+std::string_view next_list_element(std::string_view& rest) noexcept {
+  const std::size_t comma = rest.find(',');
+  std::string_view item = rest.substr(0, comma);
+  rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+  while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+  while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+  return item;
+}
+
 bool headers::has_token(std::string_view name, std::string_view token) const {
   for (std::string_view v : get_all(name)) {
-    while (!v.empty()) {
-      auto comma = v.find(',');
-      std::string_view item = v.substr(0, comma);
-      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-      if (iequals(item, token)) return true;
-      if (comma == std::string_view::npos) break;
-      v.remove_prefix(comma + 1);
+    for (std::string_view rest = v; !rest.empty();) {
+      if (iequals(next_list_element(rest), token)) return true;
     }
   }
   return false;

@@ -49,6 +49,12 @@ class headers {
 /// ASCII case-insensitive equality (header names, tokens).
 [[nodiscard]] bool iequals(std::string_view a, std::string_view b) noexcept;
 
+/// The next element of a comma-separated field value (RFC 9110 §5.6.1),
+/// without surrounding spaces and tabs (empty for "a, , b"'s middle), and
+/// `rest` advanced past it: `for (auto rest = v; !rest.empty();) { auto e =
+/// next_list_element(rest); ... }`.
+[[nodiscard]] std::string_view next_list_element(std::string_view& rest) noexcept;
+
 struct request {
   std::string method = "GET";
   std::string target = "/";  ///< origin-form: path and query
