@@ -246,6 +246,9 @@ struct client::impl {
     // never pooled): set this request's limits instead of rebuilding it.
     parse_limits limits;
     limits.max_header_bytes = opts.max_header_bytes;
+    // No count of fields: a response head is bounded by its bytes alone,
+    // as curl's is (many Set-Cookie fields are legitimate).
+    limits.max_header_fields = std::numeric_limits<std::size_t>::max();
     limits.max_body_bytes = limit;
     limits.keep_body = ro.keep_body || streaming;
     message_reader& reader = c->reader;

@@ -19,8 +19,16 @@ struct message_parser::state {
   bool headers_done = false;
   bool done = false;
   bool framing_ignored = false;  // a bodiless status with Content-Length or Transfer-Encoding
-  std::size_t header_bytes = 0;
+  bool upgrade = false;          // CONNECT or Upgrade: parsing stopped after the message
+  parse_failure failure = parse_failure::none;
+  std::size_t head_bytes = 0;     // of the head so far (every byte)
+  std::size_t trailer_bytes = 0;  // names and values of trailer fields
+  std::size_t field_count = 0;    // header fields, then trailer fields
   std::uint64_t body_bytes = 0;
+  // Requests: the request line, checked before llhttp sees it.
+  bool line_done = false;
+  std::string line;                 // its first bytes, when it arrived in pieces
+  std::string method;               // a method llhttp does not know (it parses "GET" instead)
   std::string error;                // our own reason for an HPE_USER stop
   headers::field* field = nullptr;  // the field being received (in req or resp's headers)
   bool in_name = false;
@@ -29,16 +37,34 @@ struct message_parser::state {
 
   static state& of(llhttp_t* p) { return *static_cast<state*>(p->data); }
 
-  int count_header(std::size_t n) {
-    header_bytes += n;
-    if (header_bytes > limits.max_header_bytes) {
-      error = "headers exceed " + std::to_string(limits.max_header_bytes) + " bytes";
+  int head_too_large() {
+    failure = parse_failure::head_too_large;
+    error = "headers exceed " + std::to_string(limits.max_header_bytes) + " bytes";
+    return -1;
+  }
+  // Trailer fields (after the last chunk) are counted, then dropped: RFC
+  // 9110 §6.5.1 forbids merging them into the header section.
+  int count_trailer(std::size_t n) {
+    trailer_bytes += n;
+    if (trailer_bytes > limits.max_header_bytes) {
+      failure = parse_failure::head_too_large;
+      error = "trailer fields exceed " + std::to_string(limits.max_header_bytes) + " bytes";
+      return -1;
+    }
+    return 0;
+  }
+  int new_field() {
+    if (++field_count > limits.max_header_fields) {
+      failure = parse_failure::too_many_fields;
+      error = std::string(headers_done ? "trailer" : "header") + " fields exceed " +
+              std::to_string(limits.max_header_fields);
       return -1;
     }
     return 0;
   }
   headers& fields() { return what == kind::request ? req.headers : resp.headers; }
   int too_large(std::uint64_t declared, const char* by) {
+    failure = parse_failure::body_too_large;
     error = "body exceeds " + std::to_string(limits.max_body_bytes) + " bytes (" + by + " announces " +
             std::to_string(declared) + ")";
     return -1;
@@ -50,31 +76,32 @@ struct message_parser::state {
       state::of(p).started = true;
       return 0;
     };
+    // (Head bytes are counted in feed(), every byte of them.)
     settings.on_url = [](llhttp_t* p, const char* at, size_t n) {
-      state& s = of(p);
-      s.req.target.append(at, n);
-      return s.count_header(n);
+      of(p).req.target.append(at, n);
+      return 0;
     };
     settings.on_status = [](llhttp_t* p, const char* at, size_t n) {
-      state& s = of(p);
-      s.resp.reason.append(at, n);
-      return s.count_header(n);
+      of(p).resp.reason.append(at, n);
+      return 0;
     };
     settings.on_method = [](llhttp_t* p, const char* at, size_t n) {
-      state& s = of(p);
-      s.req.method.append(at, n);
-      return s.count_header(n);
+      of(p).req.method.append(at, n);
+      return 0;
     };
     // A name or value may come in pieces (split across reads): each field
     // is appended once, at its name's first piece, and filled in place.
+    // Trailer fields are only counted.
     settings.on_header_field = [](llhttp_t* p, const char* at, size_t n) {
       state& s = of(p);
       if (!s.in_name) {
-        s.field = &s.fields().add_empty();
+        if (s.new_field() != 0) return -1;
+        s.field = s.headers_done ? nullptr : &s.fields().add_empty();
         s.in_name = true;
       }
+      if (s.headers_done) return s.count_trailer(n);
       s.field->first.append(at, n);
-      return s.count_header(n);
+      return 0;
     };
     settings.on_header_field_complete = [](llhttp_t* p) {
       of(p).in_name = false;
@@ -82,15 +109,20 @@ struct message_parser::state {
     };
     settings.on_header_value = [](llhttp_t* p, const char* at, size_t n) {
       state& s = of(p);
+      if (s.headers_done) return s.count_trailer(n);
       if (s.field == nullptr) s.field = &s.fields().add_empty();  // (llhttp always sends a name first)
       s.field->second.append(at, n);
-      return s.count_header(n);
+      return 0;
     };
     settings.on_headers_complete = [](llhttp_t* p) {
       state& s = of(p);
       s.headers_done = true;
+      s.field_count = 0;  // trailer fields have a budget of their own
+      s.field = nullptr;
+      s.in_name = false;
       if (s.what == kind::request) {
         s.req.version_minor = llhttp_get_http_minor(p);
+        if (!s.method.empty()) s.req.method = std::move(s.method);
       } else {
         s.resp.status = llhttp_get_status_code(p);
         s.resp.version_minor = llhttp_get_http_minor(p);
@@ -126,6 +158,7 @@ struct message_parser::state {
       state& s = of(p);
       s.body_bytes += n;
       if (s.body_bytes > s.limits.max_body_bytes) {
+        s.failure = parse_failure::body_too_large;
         s.error = "body exceeds " + std::to_string(s.limits.max_body_bytes) + " bytes";
         return -1;
       }
@@ -152,7 +185,133 @@ struct message_parser::state {
     parser.data = this;
   }
 
+  // llhttp_execute, one message at a time: the bytes consumed (all unless
+  // the message completed inside), or throws.
+  std::size_t execute(std::span<const char> data) {
+    if (done || data.empty()) return 0;
+    const llhttp_errno_t err = llhttp_execute(&parser, data.data(), data.size());
+    if (err == HPE_OK) return data.size();
+    if ((err == HPE_PAUSED && done) || err == HPE_PAUSED_UPGRADE) {
+      // CONNECT or Upgrade: llhttp stops after the message (done by then).
+      if (err == HPE_PAUSED_UPGRADE || parser.upgrade != 0) upgrade = done = true;
+      const char* stop = llhttp_get_error_pos(&parser);
+      return stop != nullptr ? static_cast<std::size_t>(stop - data.data()) : data.size();
+    }
+    fail(err);
+  }
+
+  // execute(), with every byte before the end of the headers counted
+  // against max_header_bytes.
+  std::size_t execute_counted(std::span<const char> data) {
+    if (headers_done) return execute(data);
+    const std::size_t room = limits.max_header_bytes - std::min(head_bytes, limits.max_header_bytes);
+    if (data.size() <= room) {
+      const std::size_t n = execute(data);
+      if (!headers_done) head_bytes += n;
+      return n;
+    }
+    const std::size_t n = execute(data.first(room));
+    if (!headers_done) {
+      head_too_large();
+      fail(HPE_USER);
+    }
+    return done ? n : n + execute(data.subspan(room));
+  }
+
+  // Requests: the request line is checked, and rewritten for llhttp when
+  // needed, before llhttp sees it. Returns the bytes consumed.
+  std::size_t feed_request_line(std::span<const char> data) {
+    std::size_t used = 0;
+    if (line.empty()) {  // empty lines before a request (RFC 9112 §2.2)
+      while (used < data.size() && (data[used] == '\r' || data[used] == '\n')) ++used;
+      head_bytes += used;
+      if (head_bytes > limits.max_header_bytes) {
+        head_too_large();
+        fail(HPE_USER);
+      }
+      data = data.subspan(used);
+    }
+    const std::size_t room =
+        limits.max_header_bytes - std::min(head_bytes + line.size(), limits.max_header_bytes);
+    const char* lf = static_cast<const char*>(std::memchr(data.data(), '\n', std::min(data.size(), room)));
+    if (lf == nullptr) {
+      if (data.size() >= room) {
+        head_too_large();
+        fail(HPE_USER);
+      }
+      line.append(data.data(), data.size());
+      return used + data.size();
+    }
+    const std::size_t n = static_cast<std::size_t>(lf - data.data()) + 1;
+    std::string_view whole;
+    if (line.empty()) {
+      whole = std::string_view(data.data(), n);
+    } else {
+      line.append(data.data(), n);
+      whole = line;
+    }
+    std::string rewritten;
+    check_request_line(whole, rewritten);
+    line_done = true;
+    head_bytes += whole.size();
+    const std::string_view fed = rewritten.empty() ? whole : std::string_view(rewritten);
+    if (execute(std::span<const char>(fed.data(), fed.size())) != fed.size())
+      fail(HPE_USER);  // (the line alone cannot complete a message)
+    line.clear();
+    return used + n;
+  }
+
+  // request-line = method SP request-target SP HTTP-version CRLF
+  // (RFC 9112 §3). Malformed lines go to llhttp as they are, for its
+  // reason; `rewritten` is set when llhttp must see another line.
+  void check_request_line(std::string_view l, std::string& rewritten) {
+    const std::size_t sp1 = l.find(' ');
+    const std::size_t sp2 = l.rfind(' ');
+    if (sp1 == std::string_view::npos || sp1 == 0 || sp2 == sp1) return;
+    const std::string_view m = l.substr(0, sp1);
+    if (!std::all_of(m.begin(), m.end(), is_tchar)) return;
+    std::string_view version = l.substr(sp2 + 1);
+    if (version.ends_with('\n')) version.remove_suffix(1);
+    if (version.ends_with('\r')) version.remove_suffix(1);
+    const bool well_formed = version.size() == 8 && version.starts_with("HTTP/") && is_digit(version[5]) &&
+                             version[6] == '.' && is_digit(version[7]);
+    if (!well_formed) return;
+    if (version[5] != '1') {
+      failure = parse_failure::version_not_supported;
+      error = "HTTP version " + std::string(version.substr(5)) + " not supported";
+      fail(HPE_USER);
+    }
+    const bool known = is_llhttp_method(m);
+    if (known && version[7] <= '1') return;
+    rewritten.reserve(l.size() + 3);
+    if (known) {
+      rewritten.append(l.substr(0, sp1));
+    } else {
+      method.assign(m);  // restored once the headers are complete
+      rewritten.append("GET");
+    }
+    rewritten.append(l.substr(sp1, sp2 + 1 - sp1));
+    rewritten.append(version[7] <= '1' ? version : std::string_view("HTTP/1.1"));  // 1.2 and on: 1.1
+    rewritten.append("\r\n");
+  }
+
+  static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+  // RFC 9110 §5.6.2.
+  static bool is_tchar(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  }
+  static bool is_llhttp_method(std::string_view m) {
+    static constexpr std::string_view known[] = {
+#define SPINDLE_LLHTTP_METHOD(num, name, string) #string,
+        HTTP_METHOD_MAP(SPINDLE_LLHTTP_METHOD)
+#undef SPINDLE_LLHTTP_METHOD
+    };
+    return std::find(std::begin(known), std::end(known), m) != std::end(known);
+  }
+
   [[noreturn]] void fail(llhttp_errno_t err) {
+    if (failure == parse_failure::none) failure = parse_failure::malformed;
     std::string why = !error.empty()                                ? error
                       : llhttp_get_error_reason(&parser) != nullptr ? llhttp_get_error_reason(&parser)
                                                                     : llhttp_errno_name(err);
@@ -178,20 +337,22 @@ void message_parser::set_limits(parse_limits limits) noexcept { s_->limits = lim
 
 std::size_t message_parser::feed(std::span<const char> data) {
   state& s = *s_;
-  if (s.done) return 0;
-  if (data.empty()) return 0;
-  const llhttp_errno_t err = llhttp_execute(&s.parser, data.data(), data.size());
-  if (err == HPE_OK) return data.size();
-  if (err == HPE_PAUSED && s.done) {
-    const char* stop = llhttp_get_error_pos(&s.parser);
-    return stop != nullptr ? static_cast<std::size_t>(stop - data.data()) : data.size();
+  if (s.done || data.empty()) return 0;
+  if (s.what == kind::request && !s.line_done) {
+    const std::size_t n = s.feed_request_line(data);
+    if (!s.line_done) return n;
+    return n + s.execute_counted(data.subspan(n));
   }
-  s.fail(err);
+  return s.execute_counted(data);
 }
 
 void message_parser::finish() {
   state& s = *s_;
   if (s.done) return;
+  if (s.what == kind::request && !s.line.empty()) {
+    s.failure = parse_failure::malformed;
+    throw protocol_error("connection closed in the middle of the request line");
+  }
   if (!s.started) throw protocol_error("connection closed before a response started");
   const llhttp_errno_t err = llhttp_finish(&s.parser);
   if (err == HPE_OK && s.done) return;
@@ -205,8 +366,11 @@ void message_parser::finish() {
 
 void message_parser::reset() {
   state& s = *s_;
-  s.started = s.headers_done = s.done = s.framing_ignored = false;
-  s.header_bytes = 0;
+  s.started = s.headers_done = s.done = s.framing_ignored = s.upgrade = s.line_done = false;
+  s.failure = parse_failure::none;
+  s.head_bytes = s.trailer_bytes = s.field_count = 0;
+  s.line.clear();
+  s.method.clear();
   s.body_bytes = 0;
   s.error.clear();
   s.no_body = false;
@@ -218,6 +382,9 @@ bool message_parser::complete() const noexcept { return s_->done; }
 bool message_parser::idle() const noexcept { return !s_->started; }
 bool message_parser::keep_alive() const noexcept { return llhttp_should_keep_alive(&s_->parser) != 0; }
 bool message_parser::framing_ignored() const noexcept { return s_->framing_ignored; }
+bool message_parser::upgrade() const noexcept { return s_->upgrade; }
+parse_failure message_parser::failure() const noexcept { return s_->failure; }
+std::uint64_t message_parser::body_bytes() const noexcept { return s_->body_bytes; }
 bool message_parser::close_delimited() const noexcept { return llhttp_message_needs_eof(&s_->parser) != 0; }
 request& message_parser::request_message() noexcept { return s_->req; }
 response& message_parser::response_message() noexcept { return s_->resp; }

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <future>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
@@ -99,6 +100,7 @@ raw_result exchange(std::uint16_t port, std::string request) {
 http::response parse(const std::string& bytes) {
   http::parse_limits limits;
   limits.max_header_bytes = 32u << 20;
+  limits.max_header_fields = std::numeric_limits<std::size_t>::max();
   message_parser p(message_parser::kind::response, limits);
   p.feed(bytes);
   if (!p.complete()) p.finish();
