@@ -47,6 +47,10 @@ void stream::close() noexcept {
   s_ = std::monostate{};
 }
 
+void stream::shutdown_write() noexcept {
+  if (auto* t = std::get_if<net::tcp_stream>(&s_)) t->shutdown_write();
+}
+
 void stream::reset() noexcept {
   if (auto* t = std::get_if<net::tcp_stream>(&s_)) t->reset();
   if (auto* l = std::get_if<net::tls_stream>(&s_)) l->transport().reset();

@@ -2,6 +2,7 @@
 
 #include "spindle/net/tcp.hpp"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -312,12 +313,13 @@ tcp_listener tcp_listener::bind(socket_address address, listen_options opts) {
 }
 
 tcp_listener::tcp_listener(tcp_listener&& o) noexcept
-    : fd_(std::exchange(o.fd_, -1)), io_(std::move(o.io_)) {}
+    : fd_(std::exchange(o.fd_, -1)), spare_(std::exchange(o.spare_, -1)), io_(std::move(o.io_)) {}
 
 tcp_listener& tcp_listener::operator=(tcp_listener&& o) noexcept {
   if (this != &o) {
     close();
     fd_ = std::exchange(o.fd_, -1);
+    spare_ = std::exchange(o.spare_, -1);
     io_ = std::move(o.io_);
   }
   return *this;
@@ -328,11 +330,30 @@ tcp_listener::~tcp_listener() { close(); }
 void tcp_listener::close() noexcept {
   io_.reset();
   if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+  if (spare_ >= 0) ::close(std::exchange(spare_, -1));
 }
 
-socket_address tcp_listener::local_address() const { return socket_name(fd_, ::getsockname); }
+bool tcp_listener::reserve_descriptor() noexcept {
+  if (spare_ < 0) spare_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return spare_ >= 0;
+}
 
-task<tcp_stream> tcp_listener::accept() {
+bool tcp_listener::shed(std::string_view farewell) noexcept {
+  if (fd_ < 0 || spare_ < 0) return false;
+  ::close(std::exchange(spare_, -1));
+  const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd >= 0) {
+    if (!farewell.empty()) {
+      [[maybe_unused]] const ssize_t n = ::send(fd, farewell.data(), farewell.size(), MSG_NOSIGNAL);
+    }
+    ::close(fd);
+  }
+  reserve_descriptor();
+  return fd >= 0;
+}
+
+task<tcp_stream> tcp_listener::accept_or_exhausted(int* exhausted) {
+  *exhausted = 0;
   for (;;) {
     if (fd_ < 0) throw usage_error("accept on a closed tcp_listener");
     const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -341,17 +362,26 @@ task<tcp_stream> tcp_listener::accept() {
     switch (e) {
       case EINTR:
       case ECONNABORTED:
-      case EPROTO: continue;  // that connection is gone; the next one may be fine
+      case EPROTO: continue;
       case EAGAIN: co_await io_->wait_readable(); continue;
       case EMFILE:
       case ENFILE:
       case ENOBUFS:
-      case ENOMEM:
-        // Out of descriptors or memory: back off instead of spinning or failing the server.
-        co_await sleep_for(std::chrono::milliseconds(10));
-        continue;
+      case ENOMEM: *exhausted = e; co_return tcp_stream();
       default: throw system_error("accept", e);
     }
+  }
+}
+
+socket_address tcp_listener::local_address() const { return socket_name(fd_, ::getsockname); }
+
+task<tcp_stream> tcp_listener::accept() {
+  for (;;) {
+    int exhausted = 0;
+    tcp_stream s = co_await accept_or_exhausted(&exhausted);
+    if (exhausted == 0) co_return s;
+    // Out of descriptors or memory: back off instead of spinning or failing the server.
+    co_await sleep_for(std::chrono::milliseconds(10));
   }
 }
 

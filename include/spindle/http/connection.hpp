@@ -34,6 +34,9 @@ class stream {
   /// connection_error.
   std::size_t try_write(std::string_view data);
   void close() noexcept;
+  /// Sends a FIN and keeps reading (TCP; nothing for TLS, whose peer is
+  /// told by Connection: close).
+  void shutdown_write() noexcept;
   /// Closes with an RST (a connection in an unknown state).
   void reset() noexcept;
   [[nodiscard]] bool is_open() const noexcept;

@@ -3,13 +3,19 @@
 /// HTTP/1.1 messages: headers, request, response.
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "spindle/task.hpp"
+
 namespace spindle::http {
+
+class body_reader;
+class body_writer;
 
 /// Header fields in order, names compared case-insensitively.
 class headers {
@@ -57,10 +63,20 @@ class headers {
 
 struct request {
   std::string method = "GET";
-  std::string target = "/";  ///< origin-form: path and query
+  /// origin-form: path and query. (A server turns an absolute-form target,
+  /// "http://host/p?q", into "/p?q" and puts "host" in `authority`.)
+  std::string target = "/";
   http::headers headers;
   std::string body;
   int version_minor = 1;  ///< HTTP/1.x
+  /// Server side: the authority the request is for, from an absolute-form
+  /// target or else the Host field (RFC 9112 §3.2.2); empty for an
+  /// HTTP/1.0 request without Host.
+  std::string authority;
+  /// Server side, for requests the server streams (server_options::
+  /// stream_body): the body as it arrives, valid during the handler; `body`
+  /// stays empty. Null otherwise.
+  body_reader* body_stream = nullptr;
 };
 
 struct response {
@@ -77,6 +93,12 @@ struct response {
   std::string url;
   /// Redirects followed to get here (http::client).
   unsigned redirects = 0;
+  /// Server side: when set, the body is written by this function after the
+  /// head, piece by piece, instead of `body`. Without a Content-Length field
+  /// it is sent chunked (to an HTTP/1.0 client: until the connection
+  /// closes); with one, exactly that many bytes must be written. Not called
+  /// for HEAD requests or 1xx/204/304.
+  std::function<task<void>(body_writer&)> body_producer;
 
   [[nodiscard]] bool ok() const noexcept { return status >= 200 && status < 300; }
 };

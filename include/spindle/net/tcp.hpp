@@ -136,12 +136,25 @@ class tcp_listener {
   /// The next connection. Transient errors (EMFILE, ECONNABORTED, ...) are
   /// retried after a short pause rather than thrown.
   task<tcp_stream> accept();
+  /// As accept(), but when the process or system is out of descriptors or
+  /// memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) it returns at once: a closed
+  /// stream, with the errno in `*exhausted`. The caller sheds load (closes
+  /// idle connections, shed()) instead of leaving clients in the backlog.
+  task<tcp_stream> accept_or_exhausted(int* exhausted);
+  /// Keeps a spare descriptor (/dev/null) for shed(). True if one is held.
+  bool reserve_descriptor() noexcept;
+  /// Out of descriptors: frees the spare, accepts one pending connection
+  /// with it, writes `farewell` (without waiting: one send, what fits),
+  /// closes it and takes the spare again. False if none was pending or no
+  /// spare was held.
+  bool shed(std::string_view farewell) noexcept;
   [[nodiscard]] socket_address local_address() const;
   [[nodiscard]] bool is_open() const noexcept { return fd_ >= 0; }
   void close() noexcept;
 
  private:
   int fd_ = -1;
+  int spare_ = -1;  // reserve_descriptor()
   std::unique_ptr<async_fd> io_;
 };
 
