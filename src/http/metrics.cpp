@@ -39,6 +39,26 @@ void add_metrics(prometheus_exposition& e, const server_statistics& s, std::stri
                "Malformed, too large or too slow requests.", l, n(s.bad_requests));
   e.add_sample("spindle_http_server_handler_failures_total", counter, "Handlers that threw (answered 500).",
                l, n(s.handler_failures));
+  // The defences of issue #15, one family each (docs/net.md lists them).
+  e.add_sample("spindle_http_server_connections_evicted_total", counter,
+               "Idle connections closed to admit new ones.", l, n(s.connections_evicted));
+  e.add_sample("spindle_http_server_fd_exhaustion_total", counter,
+               "Accepts that found no descriptor (EMFILE, ENFILE).", l, n(s.fd_exhaustion));
+  e.add_sample("spindle_http_server_connections_shed_total", counter,
+               "Connections answered 503 through the reserve descriptor.", l, n(s.connections_shed));
+  e.add_sample("spindle_http_server_heads_rejected_total", counter,
+               "Request heads over max_header_bytes or max_header_fields (431).", l, n(s.heads_rejected));
+  e.add_sample("spindle_http_server_bodies_rejected_total", counter,
+               "Request bodies over max_body_bytes (413).", l, n(s.bodies_rejected));
+  e.add_sample("spindle_http_server_bodies_deferred_total", counter,
+               "Request bodies over max_buffered_body_total (503).", l, n(s.bodies_deferred));
+  const char* timeouts_help = "Connections timed out, by phase (header, body, send).";
+  for (const auto& [phase, v] : {std::pair{"header", s.header_timeouts}, std::pair{"body", s.body_timeouts},
+                                 std::pair{"send", s.send_timeouts}}) {
+    prometheus_exposition::labels lp = l;
+    lp.emplace_back("phase", phase);
+    e.add_sample("spindle_http_server_timeouts_total", counter, timeouts_help, lp, n(v));
+  }
 }
 
 }  // namespace spindle::http

@@ -33,7 +33,13 @@ int main() {
   spindle::http::client_statistics pool{
       .open = 3, .idle = 2, .in_use = 1, .created = 9, .reused = 40, .failed = 1, .requests = 48};
   spindle::http::add_metrics(e, pool, "backend");
-  spindle::http::server_statistics front{.connections_accepted = 5, .connections_open = 2, .requests = 50};
+  spindle::http::server_statistics front{.connections_accepted = 5,
+                                         .connections_open = 2,
+                                         .connections_evicted = 1,
+                                         .fd_exhaustion = 1,
+                                         .requests = 50,
+                                         .heads_rejected = 2,
+                                         .header_timeouts = 3};
   spindle::http::add_metrics(e, front, "front");
   std::fputs(e.str().c_str(), stdout);
   return 0;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "spindle/event_loop.hpp"
+#include "spindle/http/metrics.hpp"
 #include "spindle/sleep.hpp"
 #include "spindle/thread_pool.hpp"
 
@@ -201,6 +202,35 @@ TEST(Prometheus, LoopAndPoolStatisticsParseAndCarryTheirValues) {
   EXPECT_EQ(p.types.at("spindle_loop_steps_total"), "counter");
   // Two loops, one family block each.
   EXPECT_EQ(text.find("# TYPE spindle_loop_tasks_alive"), text.rfind("# TYPE spindle_loop_tasks_alive"));
+}
+
+// Every defence of the HTTP server (issue #15) is a family of its own,
+// carrying its counter; timeouts are one family labelled by phase.
+TEST(Prometheus, ServerDefencesAreFamiliesWithTheirValues) {
+  http::server_statistics s;
+  s.connections_evicted = 3;
+  s.fd_exhaustion = 4;
+  s.connections_shed = 5;
+  s.heads_rejected = 6;
+  s.bodies_rejected = 7;
+  s.bodies_deferred = 8;
+  s.header_timeouts = 9;
+  s.body_timeouts = 10;
+  s.send_timeouts = 11;
+  prometheus_exposition e;
+  http::add_metrics(e, s, "front");
+  const parsed p = parse(e.str());
+  for (const auto& error : p.errors) ADD_FAILURE() << error;
+  EXPECT_EQ(p.samples.at("spindle_http_server_connections_evicted_total{server=front,}"), 3.0);
+  EXPECT_EQ(p.samples.at("spindle_http_server_fd_exhaustion_total{server=front,}"), 4.0);
+  EXPECT_EQ(p.samples.at("spindle_http_server_connections_shed_total{server=front,}"), 5.0);
+  EXPECT_EQ(p.samples.at("spindle_http_server_heads_rejected_total{server=front,}"), 6.0);
+  EXPECT_EQ(p.samples.at("spindle_http_server_bodies_rejected_total{server=front,}"), 7.0);
+  EXPECT_EQ(p.samples.at("spindle_http_server_bodies_deferred_total{server=front,}"), 8.0);
+  EXPECT_EQ(p.samples.at("spindle_http_server_timeouts_total{server=front,phase=header,}"), 9.0);
+  EXPECT_EQ(p.samples.at("spindle_http_server_timeouts_total{server=front,phase=body,}"), 10.0);
+  EXPECT_EQ(p.samples.at("spindle_http_server_timeouts_total{server=front,phase=send,}"), 11.0);
+  EXPECT_EQ(p.types.at("spindle_http_server_timeouts_total"), "counter");
 }
 
 TEST(Prometheus, TheParserRejectsWhatPrometheusWould) {
