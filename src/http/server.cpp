@@ -625,6 +625,7 @@ task<bool> server::serve_request(exchange& x) {
     handler_failed = true;
   }
   req.body_stream = nullptr;
+  if (!handler_failed && (resp.status < 100 || resp.status > 999)) handler_failed = true;  // not a status
   if (handler_failed) {
     ++stats_.handler_failures;
     resp = plain(500, "internal server error");

@@ -18,7 +18,9 @@
 
 namespace spindle::http {
 
-/// A request handler: runs as part of its connection's task.
+/// A request handler: runs as part of its connection's task. A handler that
+/// throws, or returns a status outside 100..999, is answered 500.
+/// http::router (router.hpp) builds one from routes.
 using handler = std::function<task<response>(request&)>;
 
 /// Every limit below is a defence against a hostile client; docs/net.md
