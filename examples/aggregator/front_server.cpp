@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <cstring>
 #include <span>
 #include <stdexcept>
 #include <system_error>
@@ -217,8 +216,14 @@ bool front_server::serve(connection& c) {
       }
     } catch (const http::protocol_error& e) {
       ++bad_requests_;
-      const bool too_large = std::strstr(e.what(), "overflow") != nullptr || std::strstr(e.what(), "large");
-      const int status = too_large ? 431 : 400;
+      int status = 400;
+      switch (parser.failure()) {
+        case http::parse_failure::head_too_large:
+        case http::parse_failure::too_many_fields: status = 431; break;
+        case http::parse_failure::body_too_large: status = 413; break;
+        case http::parse_failure::version_not_supported: status = 505; break;
+        default: break;
+      }
       (void)send_all(c.fd, http::serialize(plain(status, std::string(e.what()) + "\n")), opts_.read_timeout);
       count_status(status);
       return false;
