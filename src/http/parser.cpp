@@ -379,7 +379,10 @@ void message_parser::reset() {
 
 bool message_parser::headers_complete() const noexcept { return s_->headers_done; }
 bool message_parser::complete() const noexcept { return s_->done; }
-bool message_parser::idle() const noexcept { return !s_->started; }
+bool message_parser::idle() const noexcept {
+  // (A request line arriving in pieces is held before llhttp sees it.)
+  return !s_->started && s_->line.empty() && s_->head_bytes == 0;
+}
 bool message_parser::keep_alive() const noexcept { return llhttp_should_keep_alive(&s_->parser) != 0; }
 bool message_parser::framing_ignored() const noexcept { return s_->framing_ignored; }
 bool message_parser::upgrade() const noexcept { return s_->upgrade; }

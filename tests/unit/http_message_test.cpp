@@ -173,5 +173,131 @@ TEST(Parser, CountsBodiesItDoesNotKeep) {
   EXPECT_EQ(p.response_message().wire_body_bytes, 6u);
 }
 
+// ---- requests: the server side's parser (issue #15) ----------------------
+
+struct request_outcome {
+  parse_failure failure = parse_failure::none;
+  std::string error;
+  request req;
+  bool complete = false;
+};
+
+// Feeds `wire` in pieces of `piece` bytes (0: all at once).
+request_outcome parse_request(const std::string& wire, parse_limits limits = {}, std::size_t piece = 0) {
+  message_parser p(message_parser::kind::request, limits);
+  request_outcome out;
+  try {
+    std::string_view rest = wire;
+    while (!rest.empty() && !p.complete()) {
+      const std::size_t n = piece == 0 ? rest.size() : std::min(piece, rest.size());
+      const std::size_t used = p.feed(rest.substr(0, n));
+      if (used < n && !p.complete()) ADD_FAILURE() << "feed took " << used << " of " << n;
+      rest.remove_prefix(used);
+      if (used == 0) break;
+    }
+  } catch (const protocol_error& e) {
+    out.error = e.what();
+  }
+  out.failure = p.failure();
+  out.complete = p.complete();
+  if (out.complete) out.req = std::move(p.request_message());
+  return out;
+}
+
+std::string head_of_size(std::size_t total) {
+  // "GET / HTTP/1.1\r\nHost: x\r\nX: vvv\r\n\r\n" with the X value sized to make `total` bytes.
+  const std::string fixed = "GET / HTTP/1.1\r\nHost: x\r\nX: \r\n\r\n";
+  return "GET / HTTP/1.1\r\nHost: x\r\nX: " + std::string(total - fixed.size(), 'v') + "\r\n\r\n";
+}
+
+TEST(RequestParser, EveryHeadByteCountsAgainstMaxHeaderBytes) {
+  const parse_limits limits{.max_header_bytes = 256};
+  for (std::size_t piece : {0, 1, 7}) {
+    SCOPED_TRACE(piece);
+    EXPECT_TRUE(parse_request(head_of_size(256), limits, piece).complete);
+    const request_outcome over = parse_request(head_of_size(257), limits, piece);
+    EXPECT_FALSE(over.complete);
+    EXPECT_EQ(over.failure, parse_failure::head_too_large);
+    // Whitespace before a value, and empty lines before the request line, count too.
+    EXPECT_EQ(
+        parse_request("GET / HTTP/1.1\r\nHost: x\r\nX:" + std::string(300, ' ') + "v\r\n\r\n", limits, piece)
+            .failure,
+        parse_failure::head_too_large);
+    EXPECT_EQ(
+        parse_request(std::string(300, '\n') + "GET / HTTP/1.1\r\nHost: x\r\n\r\n", limits, piece).failure,
+        parse_failure::head_too_large);
+    // A request line alone over the limit, never ended by a line feed.
+    EXPECT_EQ(parse_request("GET /" + std::string(300, 'a'), limits, piece).failure,
+              parse_failure::head_too_large);
+  }
+}
+
+TEST(RequestParser, FieldsAreCountedEvenEmpty) {
+  std::string hundred = "GET / HTTP/1.1\r\n";
+  for (int i = 0; i < 99; ++i) hundred += "a:\r\n";
+  hundred += "Host: x\r\n";
+  EXPECT_TRUE(parse_request(hundred + "\r\n").complete);
+  const request_outcome more = parse_request(hundred + "b:\r\n\r\n");
+  EXPECT_EQ(more.failure, parse_failure::too_many_fields);
+  EXPECT_NE(more.error.find("header fields exceed 100"), std::string::npos) << more.error;
+  EXPECT_EQ(parse_request(hundred + "\r\n", {.max_header_fields = 10}).failure,
+            parse_failure::too_many_fields);
+}
+
+TEST(RequestParser, TrailersAreCountedAndDropped) {
+  const std::string head =
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n";
+  const request_outcome ok = parse_request(head + "X-Sum: 1\r\n\r\n");
+  ASSERT_TRUE(ok.complete) << ok.error;
+  EXPECT_EQ(ok.req.body, "abc");
+  EXPECT_FALSE(ok.req.headers.contains("X-Sum"));  // RFC 9110 §6.5.1: not merged into the header section
+  std::string many;
+  for (int i = 0; i < 101; ++i) many += "t:\r\n";
+  EXPECT_EQ(parse_request(head + many + "\r\n").failure, parse_failure::too_many_fields);
+  EXPECT_EQ(
+      parse_request(head + "T: " + std::string(300, 'v') + "\r\n\r\n", {.max_header_bytes = 256}).failure,
+      parse_failure::head_too_large);
+}
+
+TEST(RequestParser, UnknownMethodsReachTheRequestIntact) {
+  for (std::size_t piece : {0, 1, 3}) {
+    SCOPED_TRACE(piece);
+    const request_outcome q =
+        parse_request("QUERY /search HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi", {}, piece);
+    ASSERT_TRUE(q.complete) << q.error;
+    EXPECT_EQ(q.req.method, "QUERY");
+    EXPECT_EQ(q.req.target, "/search");
+    EXPECT_EQ(q.req.body, "hi");
+    const request_outcome foo = parse_request("FOO_BAR-1 / HTTP/1.1\r\nHost: x\r\n\r\n", {}, piece);
+    ASSERT_TRUE(foo.complete) << foo.error;
+    EXPECT_EQ(foo.req.method, "FOO_BAR-1");
+    EXPECT_EQ(parse_request("PURGE /x HTTP/1.1\r\nHost: x\r\n\r\n", {}, piece).req.method, "PURGE");
+    EXPECT_EQ(parse_request("G(T / HTTP/1.1\r\nHost: x\r\n\r\n", {}, piece).failure,
+              parse_failure::malformed);
+  }
+}
+
+TEST(RequestParser, VersionsOtherThanOneAreNotSupported) {
+  EXPECT_EQ(parse_request("GET / HTTP/2.0\r\nHost: x\r\n\r\n").failure, parse_failure::version_not_supported);
+  EXPECT_EQ(parse_request("GET / HTTP/3.0\r\nHost: x\r\n\r\n").failure, parse_failure::version_not_supported);
+  EXPECT_EQ(parse_request("GET / HTTP/0.9\r\nHost: x\r\n\r\n").failure, parse_failure::version_not_supported);
+  const request_outcome later = parse_request("GET / HTTP/1.2\r\nHost: x\r\n\r\n", {}, 1);
+  ASSERT_TRUE(later.complete) << later.error;
+  EXPECT_EQ(later.req.version_minor, 1);  // RFC 9110 §6.2: served as the highest minor we know
+  EXPECT_EQ(parse_request("GET / HTTP/1.1 x\r\nHost: x\r\n\r\n").failure, parse_failure::malformed);
+  EXPECT_EQ(parse_request("GET / HTTX/1.1\r\nHost: x\r\n\r\n").failure, parse_failure::malformed);
+}
+
+TEST(RequestParser, APartialRequestLineIsNotIdle) {
+  message_parser p(message_parser::kind::request);
+  EXPECT_TRUE(p.idle());
+  p.feed(std::string_view("GE"));
+  EXPECT_FALSE(p.idle());
+  EXPECT_THROW(p.finish(), protocol_error);
+  message_parser blank(message_parser::kind::request);
+  blank.feed(std::string_view("\r\n"));
+  EXPECT_FALSE(blank.idle());
+}
+
 }  // namespace
 }  // namespace spindle::http
