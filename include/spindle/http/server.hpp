@@ -38,7 +38,7 @@ struct server_options {
   /// all connections (a body reserves its Content-Length when it starts,
   /// chunked bodies as they arrive). Over it: 503 with Retry-After,
   /// connection closed. Streamed bodies (stream_body) do not count.
-  std::uint64_t max_buffered_body_total = 64ull * 1024 * 1024;
+  std::uint64_t max_buffered_body_total = 32ull * 1024 * 1024;
   /// A request head must be complete this long after its first byte, and a
   /// new connection's first head this long after accept (a silent
   /// connection is closed then; a slow head gets 408).
