@@ -67,8 +67,9 @@ struct server::exchange {
     constexpr std::size_t piece = 256 * 1024;
     while (!data.empty()) {
       const std::string_view now = data.substr(0, piece);
-      if (!co_await move_on_after(srv->opts_.send_timeout, s.write_all(now)))
-        throw timeout_error("writing the response timed out");
+      task<void> write = s.write_all(now);  // (named: g++ 12, DEVELOPERS.md)
+      const bool written = co_await move_on_after(srv->opts_.send_timeout, std::move(write));
+      if (!written) throw timeout_error("writing the response timed out");
       data.remove_prefix(now.size());
     }
   }
@@ -93,8 +94,8 @@ struct server::exchange {
     char sink[16 * 1024];
     try {
       for (;;) {
-        const auto n = co_await move_on_at(std::min(until, loop.now() + linger_idle),
-                                           s.read_some(std::span<char>(sink, sizeof sink)));
+        task<std::size_t> read = s.read_some(std::span<char>(sink, sizeof sink));
+        const auto n = co_await move_on_at(std::min(until, loop.now() + linger_idle), std::move(read));
         if (!n || *n == 0) break;
       }
     } catch (const cancelled_error&) {
@@ -105,8 +106,9 @@ struct server::exchange {
 
   // Reads and parses more of the body: some bytes within body_timeout.
   task<void> read_body() {
-    if (!co_await move_on_after(srv->opts_.body_timeout, reader.read_more(s)))
-      throw timeout_error("reading the request body timed out");
+    task<void> more = reader.read_more(s);  // (named: g++ 12, DEVELOPERS.md)
+    const bool read = co_await move_on_after(srv->opts_.body_timeout, std::move(more));
+    if (!read) throw timeout_error("reading the request body timed out");
   }
 };
 
@@ -215,10 +217,14 @@ task<void> server::serve(net::tcp_listener listener) {
     cancelled = true;
   }
   stop();
-  if (!cancelled && !conns_.empty())
-    co_await shielded(move_on_after(opts_.shutdown_grace, all_closed_.wait()));
+  if (!cancelled && !conns_.empty()) {
+    auto drained = all_closed_.wait();  // (named: g++ 12, DEVELOPERS.md)
+    auto bounded = move_on_after(opts_.shutdown_grace, std::move(drained));
+    co_await shielded(std::move(bounded));
+  }
   for (auto& c : conns_) c->task.cancel();
-  co_await shielded(all_closed_.wait());
+  auto closed = all_closed_.wait();
+  co_await shielded(std::move(closed));
   try {
     co_await shielded(std::move(*acceptor_));  // it ends cancelled: that is how it stops
   } catch (const cancelled_error&) {
@@ -229,8 +235,9 @@ task<void> server::serve(net::tcp_listener listener) {
 
 namespace {
 constexpr std::string_view busy_answer =
-    "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 20\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 19\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
     "server overloaded\r\n";
+static_assert(busy_answer.size() - busy_answer.find("\r\n\r\n") - 4 == 19, "busy_answer's Content-Length");
 }  // namespace
 
 task<void> server::accept_loop(net::tcp_listener& listener) {
@@ -460,8 +467,8 @@ task<void> server::serve_connection(std::shared_ptr<conn> c, net::tcp_stream raw
   set_idle(*c, true);  // silent until its first byte: evictable
   try {
     if (opts_.tls) {
-      auto secured = co_await move_on_at(accepted + opts_.header_timeout,
-                                         net::tls_stream::accept(std::move(raw), *opts_.tls));
+      auto handshake = net::tls_stream::accept(std::move(raw), *opts_.tls);  // (named: g++ 12)
+      auto secured = co_await move_on_at(accepted + opts_.header_timeout, std::move(handshake));
       if (secured) x.s = stream(std::move(*secured));
     } else {
       x.s = stream(std::move(raw));
@@ -558,7 +565,8 @@ task<void> server::serve_connection(std::shared_ptr<conn> c, net::tcp_stream raw
     // Best effort, briefly: the client may be gone or not reading.
     try {
       const std::string wire = serialize(r);
-      answered = co_await move_on_after(std::chrono::seconds(1), x.s.write_all(wire));
+      task<void> write = x.s.write_all(wire);  // (named: g++ 12, DEVELOPERS.md)
+      answered = co_await move_on_after(std::chrono::seconds(1), std::move(write));
     } catch (...) {
     }
   }
