@@ -12,7 +12,7 @@ declare -A groups=(
   # tests (scripts/pg-cluster.sh runs a throwaway cluster from the postgresql package).
   # libcli11-dev and nlohmann-json3-dev: the spindle CLI (apps/spindle).
   # python3-matplotlib: the plot of bench/run_fetch.sh (docs/img/fetch_bench.png).
-  [build]="cmake ninja-build g++ make googletest libbenchmark-dev ccache mold prometheus node-llhttp libc-ares-dev libssl-dev zlib1g-dev openssl pkg-config libpq-dev libsqlite3-dev nlohmann-json3-dev postgresql libcli11-dev libbrotli-dev libzstd-dev libidn2-dev nginx-light"
+  [build]="cmake ninja-build g++ make googletest libbenchmark-dev ccache mold prometheus node-llhttp libc-ares-dev libssl-dev zlib1g-dev openssl pkg-config libpq-dev libsqlite3-dev nlohmann-json3-dev postgresql libcli11-dev libbrotli-dev libzstd-dev libidn2-dev nginx-light curl"
   [sanitize]="clang-16 libclang-rt-16-dev"
   [bench]="libbenchmark-dev python3 python3-uvloop python3-aiohttp python3-matplotlib librust-tokio-dev librust-hyper-dev cargo wrk hyperfine util-linux nginx-light"
   [format]="clang-format-14"

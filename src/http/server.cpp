@@ -115,6 +115,7 @@ struct server::exchange {
 struct body_reader::source {
   server::exchange* x;
   std::string piece;
+  std::string early;  // body bytes that came with the head, for the first read
 };
 
 struct body_writer::sink {
@@ -131,6 +132,10 @@ task<std::string_view> body_reader::read() {
   server::exchange& x = *src_->x;
   message_parser& p = x.reader.parser();
   src_->piece.clear();
+  if (!src_->early.empty()) {
+    std::swap(src_->piece, src_->early);
+    co_return std::string_view(src_->piece);
+  }
   try {
     x.at = phase::body;
     if (x.continue_owed) co_await x.send_continue();
@@ -158,7 +163,7 @@ task<std::string> body_reader::read_all() {
 
 bool body_reader::done() const noexcept {
   message_parser& p = src_->x->reader.parser();
-  return p.complete() && p.request_message().body.empty();
+  return src_->early.empty() && p.complete() && p.request_message().body.empty();
 }
 
 std::uint64_t body_reader::received() const noexcept { return src_->x->reader.parser().body_bytes(); }
@@ -588,11 +593,16 @@ task<bool> server::serve_request(exchange& x) {
   apply_request_rules(req);
   x.continue_owed = expects_continue(req) && !p.complete() && req.body.empty();
 
-  const bool streaming = !p.complete() && opts_.stream_body && opts_.stream_body(req);
+  // (A streamed request always has its body_stream, even when the whole
+  // body, or none, came with the head.)
+  const bool streaming = opts_.stream_body && opts_.stream_body(req);
   std::optional<body_reader::source> source;
   std::optional<body_reader> reader;
   if (streaming) {
-    source.emplace(body_reader::source{&x, {}});
+    // Body bytes that came with the head go to the reader: the handler
+    // sees request::body empty, as documented.
+    source.emplace(body_reader::source{&x, {}, std::move(req.body)});
+    req.body.clear();
     reader.emplace(body_reader(*source));
     req.body_stream = &*reader;
   } else if (!p.complete()) {

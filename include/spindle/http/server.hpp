@@ -55,8 +55,9 @@ struct server_options {
   /// silent) to make room, or is answered 503 at once when none is idle.
   std::size_t max_connections = 10'000;
   /// Requests for which this returns true (given the head) reach the
-  /// handler before their body is read: it reads request::body_stream.
-  /// Default: every body is read into request::body first.
+  /// handler before their body is read: it reads request::body_stream
+  /// (never null for them, even without a body; request::body stays
+  /// empty). Default: every body is read into request::body first.
   std::function<bool(const request&)> stream_body{};
   /// stop(): how long in-flight requests may take before they are cancelled.
   duration shutdown_grace = std::chrono::seconds(5);
