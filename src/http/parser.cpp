@@ -5,6 +5,7 @@
 #include <llhttp.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace spindle::http {
@@ -174,10 +175,23 @@ struct message_parser::state {
   }
 
   void init() {
-    req = request{};
-    req.method.clear();  // filled by on_method / on_url
-    req.target.clear();
-    resp = response{};
+    if (what == kind::request) {
+      // Member by member, keeping the field vector's room (a server parses
+      // request after request with this state). Keep in step with request.
+      req.method.clear();  // filled by on_method / on_url
+      req.target.clear();
+      req.headers.clear();
+      if (req.body.capacity() > 64 * 1024) {
+        std::string().swap(req.body);  // a large body's room is not kept
+      } else {
+        req.body.clear();
+      }
+      req.version_minor = 1;
+      req.authority.clear();
+      req.body_stream = nullptr;
+    } else {
+      resp = response{};
+    }
     fields().reserve(8);  // one allocation for the usual handful of fields
     field = nullptr;
     in_name = false;
@@ -253,6 +267,9 @@ struct message_parser::state {
     std::string rewritten;
     check_request_line(whole, rewritten);
     line_done = true;
+    // The usual case: the line arrived whole and llhttp takes it as it is.
+    // It goes to llhttp with what follows (one execute, counted there).
+    if (rewritten.empty() && line.empty()) return used;
     head_bytes += whole.size();
     const std::string_view fed = rewritten.empty() ? whole : std::string_view(rewritten);
     if (execute(std::span<const char>(fed.data(), fed.size())) != fed.size())
@@ -269,7 +286,8 @@ struct message_parser::state {
     const std::size_t sp2 = l.rfind(' ');
     if (sp1 == std::string_view::npos || sp1 == 0 || sp2 == sp1) return;
     const std::string_view m = l.substr(0, sp1);
-    if (!std::all_of(m.begin(), m.end(), is_tchar)) return;
+    const bool common = m == "GET" || m == "POST" || m == "HEAD" || m == "PUT";  // (skips the scans below)
+    if (!common && !std::all_of(m.begin(), m.end(), is_tchar)) return;
     std::string_view version = l.substr(sp2 + 1);
     if (version.ends_with('\n')) version.remove_suffix(1);
     if (version.ends_with('\r')) version.remove_suffix(1);
@@ -281,7 +299,7 @@ struct message_parser::state {
       error = "HTTP version " + std::string(version.substr(5)) + " not supported";
       fail(HPE_USER);
     }
-    const bool known = is_llhttp_method(m);
+    const bool known = common || is_llhttp_method(m);
     if (known && version[7] <= '1') return;
     rewritten.reserve(l.size() + 3);
     if (known) {
@@ -297,10 +315,14 @@ struct message_parser::state {
 
   static bool is_digit(char c) { return c >= '0' && c <= '9'; }
   // RFC 9110 §5.6.2.
-  static bool is_tchar(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) ||
-           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-  }
+  static bool is_tchar(char c) { return tchars[static_cast<unsigned char>(c)]; }
+  static constexpr std::array<bool, 256> tchars = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0; c < 256; ++c)
+      t[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+    return t;
+  }();
   static bool is_llhttp_method(std::string_view m) {
     static constexpr std::string_view known[] = {
 #define SPINDLE_LLHTTP_METHOD(num, name, string) #string,

@@ -5,6 +5,7 @@
 #include "spindle/http/server.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <string>
 
@@ -61,6 +62,13 @@ struct server::exchange {
   }
 
   // Writes all of `data`, each piece within send_timeout.
+  // Writes what the connection takes now: true when that was all (the
+  // usual response; no coroutine for it), else `data` is what is left.
+  bool sent_now(std::string_view& data) {
+    data.remove_prefix(s.try_write(data));
+    return data.empty();
+  }
+
   task<void> send(std::string_view data) {
     const std::size_t sent = s.try_write(data);
     data.remove_prefix(sent);
@@ -332,6 +340,14 @@ time_point after(duration d) { return event_loop::current()->now() + d; }
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
+constexpr std::array<bool, 256> host_chars = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c)
+    t[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           "-._~%!$&'()*+,;="sv.find(static_cast<char>(c)) != std::string_view::npos;
+  return t;
+}();
+
 // uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2); empty is valid.
 bool valid_authority(std::string_view a) {
   if (a.empty()) return true;
@@ -349,11 +365,8 @@ bool valid_authority(std::string_view a) {
     host = a.substr(0, colon);
     a = colon == std::string_view::npos ? std::string_view() : a.substr(colon);
     if (host.empty()) return false;
-    for (char ch : host) {  // reg-name / IPv4address: unreserved, pct-encoded, sub-delims
-      const bool ok = std::isalnum(static_cast<unsigned char>(ch)) != 0 ||
-                      "-._~%!$&'()*+,;="sv.find(ch) != std::string_view::npos;
-      if (!ok) return false;
-    }
+    for (char ch : host)  // reg-name / IPv4address: unreserved, pct-encoded, sub-delims
+      if (!host_chars[static_cast<unsigned char>(ch)]) return false;
   }
   if (!a.empty()) {  // ":" port
     a.remove_prefix(1);
@@ -364,13 +377,17 @@ bool valid_authority(std::string_view a) {
 
 // RFC 9112 §3.2 (Host) and §3.2.2 (absolute-form): fills req.authority and
 // turns an absolute-form target into origin-form, or throws a rejection.
-void apply_request_rules(request& req) {
+// Returns whether the request has an Expect field (one scan for both).
+bool apply_request_rules(request& req) {
   std::string_view host;
   int hosts = 0;
+  bool expect = false;
   for (const auto& [name, value] : req.headers) {
-    if (iequals(name, "Host")) {
+    if (name.size() == 4 && iequals(name, "Host")) {
       ++hosts;
       host = value;
+    } else if (name.size() == 6 && iequals(name, "Expect")) {
+      expect = true;
     }
   }
   if (hosts > 1) throw rejection{400, "more than one Host field"};
@@ -379,17 +396,17 @@ void apply_request_rules(request& req) {
   std::string_view t = req.target;
   if (t.starts_with('/')) {
     req.authority = host;
-    return;
+    return expect;
   }
   if (t == "*") {
     if (req.method != "OPTIONS") throw rejection{400, "'*' is a target for OPTIONS only"};
     req.authority = host;
-    return;
+    return expect;
   }
   if (req.method == "CONNECT") {  // authority-form
     if (!valid_authority(t) || t.empty()) throw rejection{400, "invalid CONNECT target"};
     req.authority = t;
-    return;
+    return expect;
   }
   // absolute-form: scheme "://" authority path-abempty [ "?" query ]
   const std::size_t sep = t.find("://");
@@ -408,6 +425,7 @@ void apply_request_rules(request& req) {
   if (origin_form.front() == '?') origin_form.insert(0, 1, '/');
   req.authority = authority;
   req.target = std::move(origin_form);
+  return expect;
 }
 
 // Expect (RFC 9110 §10.1.1): true if "100 Continue" is owed; throws 417 for
@@ -590,8 +608,8 @@ task<void> server::serve_connection(std::shared_ptr<conn> c, net::tcp_stream raw
 task<bool> server::serve_request(exchange& x) {
   message_parser& p = x.reader.parser();
   request& req = p.request_message();
-  apply_request_rules(req);
-  x.continue_owed = expects_continue(req) && !p.complete() && req.body.empty();
+  const bool expect = apply_request_rules(req);
+  x.continue_owed = expect && expects_continue(req) && !p.complete() && req.body.empty();
 
   // (A streamed request always has its body_stream, even when the whole
   // body, or none, came with the head.)
@@ -687,7 +705,8 @@ task<bool> server::serve_request(exchange& x) {
   if (!produce) {
     // (Named: the wire text outlives the write.)
     const std::string wire = serialize(resp, head_request);
-    co_await x.send(wire);
+    std::string_view rest = wire;
+    if (!x.sent_now(rest)) co_await x.send(rest);
     x.release();
     co_return keep;
   }

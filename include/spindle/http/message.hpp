@@ -61,6 +61,8 @@ class headers {
 /// next_list_element(rest); ... }`.
 [[nodiscard]] std::string_view next_list_element(std::string_view& rest) noexcept;
 
+// (message_parser resets a request member by member: a new member needs a
+// line in its state::init().)
 struct request {
   std::string method = "GET";
   /// origin-form: path and query. (A server turns an absolute-form target,
