@@ -1,0 +1,2 @@
+// Placeholder (issue #16).
+#include <gtest/gtest.h>
