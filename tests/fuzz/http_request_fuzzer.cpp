@@ -24,7 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const std::string_view now = input.substr(0, piece);
         const std::size_t used = p.feed(now);
         input.remove_prefix(used);
-        if (used < now.size() && !p.complete()) std::abort();  // a read is consumed unless a message ends in it
+        if (used < now.size() && !p.complete())
+          std::abort();  // a read is consumed unless a message ends in it
       }
       if (!p.complete()) break;  // needs more bytes than there are
       request& r = p.request_message();
