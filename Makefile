@@ -20,7 +20,11 @@ build: deps
 
 # The main job: each asyncio trap shown and solved (apps/spindle/demo.cpp).
 # `make examples` runs the small one-concept programs of examples/.
-demo: build
+# Only the library and the CLI are built for it (not the tests, examples or
+# benchmarks): the same build directory as `make test`, one target.
+demo: deps
+	@$(call CONFIGURE,release)
+	@cmake --build build/release -j $(JOBS) --target spindle_cli
 	@build/release/apps/spindle/spindle demo
 
 EXAMPLES = fanout_sleep fanout timeouts blocking threads
