@@ -60,8 +60,11 @@ task<void> stream_driver(std::shared_ptr<S> s) {
   s->out.close();
 }
 
-/// as_completed over a channel: `limit` workers, each receiving the next
-/// input until the channel is closed and drained.
+/// as_completed over a channel: up to `limit` workers, each receiving the
+/// next input until the channel is closed and drained. Workers are started
+/// as inputs arrive (one more whenever none is left waiting), not all at
+/// once: memory follows the work in flight, not the limit (a limit of a
+/// million with one input starts two workers).
 template <class I, class F, class T>
 struct channel_stream_state {
   channel<I>* inputs;
@@ -69,6 +72,9 @@ struct channel_stream_state {
   fanout_options opts;
   channel<completion<T>> out;
   std::size_t next_index = 0;
+  task_group* group = nullptr;  // the driver's, for starting workers
+  std::size_t workers = 0;      // started
+  std::size_t waiting = 0;      // waiting for an input
   channel_stream_state(channel<I>& in, F f, fanout_options o)
       : inputs(&in), fn(std::move(f)), opts(o), out(o.limit, "as_completed") {}
 };
@@ -87,8 +93,14 @@ task<T> channel_item(S& s, auto& input) {
 template <class T, class S>
 task<void> channel_worker(S& s) {
   for (;;) {
+    ++s.waiting;
     auto input = co_await s.inputs->receive();
+    --s.waiting;
     if (!input) co_return;
+    if (s.waiting == 0 && s.workers < s.opts.limit) {  // keep one worker waiting for the next input
+      ++s.workers;
+      s.group->spawn(channel_worker<T>(s), "fanout-worker");
+    }
     const std::size_t index = s.next_index++;
     std::optional<outcome<T>> o;
     std::exception_ptr failure;
@@ -116,7 +128,9 @@ template <class T, class S>
 task<void> channel_driver(std::shared_ptr<S> s) {
   try {
     co_await with_task_group([&](task_group& g) -> task<void> {
-      for (std::size_t w = 0; w < s->opts.limit; ++w) g.spawn(channel_worker<T>(*s), "fanout-worker");
+      s->group = &g;
+      s->workers = 1;
+      g.spawn(channel_worker<T>(*s), "fanout-worker");
       co_return;
     });
   } catch (...) {

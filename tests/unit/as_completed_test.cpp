@@ -147,6 +147,40 @@ TEST(AsCompleted, OverAChannelOfInputsArrivingOverTime) {
   EXPECT_EQ(attempts[5], 1);
 }
 
+// Workers start as inputs arrive: a limit of a million over three inputs
+// costs a handful of tasks, not a million frames (issue #16: `spindle fetch
+// -c 1000000` with one URL used 757 MB). And the limit still binds: 8
+// inputs at once under a limit of 3 run 3 at a time.
+TEST(AsCompleted, OverAChannelWorkersFollowTheInputsNotTheLimit) {
+  fixture f;
+  int in_flight = 0, peak = 0;
+  std::uint64_t most_tasks = 0;
+  auto item = [&](int& i) -> task<int> {
+    peak = std::max(peak, ++in_flight);
+    most_tasks = std::max(most_tasks, event_loop::current()->statistics().tasks_alive);
+    co_await sleep_for(5ms);
+    --in_flight;
+    co_return i;
+  };
+  auto run = [&](std::size_t limit, int count) -> task<int> {
+    channel<int> inputs(static_cast<std::size_t>(count));
+    for (int i = 0; i < count; ++i) inputs.try_send(i);
+    inputs.close();
+    fanout_options options;  // named: g++ 12 (DEVELOPERS.md)
+    options.limit = limit;
+    auto stream = as_completed(inputs, item, options);
+    int delivered = 0;
+    while (auto c = co_await stream.next()) ++delivered;
+    co_return delivered;
+  };
+  EXPECT_EQ(f.loop.run(run(1'000'000, 3)), 3);
+  EXPECT_EQ(peak, 3);
+  EXPECT_LE(most_tasks, 10u) << "workers were started for the limit, not for the inputs";
+  peak = 0;
+  EXPECT_EQ(f.loop.run(run(3, 8)), 8);
+  EXPECT_EQ(peak, 3);
+}
+
 TEST(AsCompleted, OverAChannelNeedsALimit) {
   fixture f;
   auto main = [&]() -> task<void> {
