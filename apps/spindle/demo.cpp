@@ -4,6 +4,7 @@
 
 #include "demo.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -344,13 +345,21 @@ int scene_portal(mock_api& api) {
   return bad;
 }
 
+// Titles begin with the trap's number and name in README.md's trap table
+// ("The asyncio traps and what closes them"); a test holds the two together.
 const scene scenes[] = {
-    {"sequential", "Trap 2: 200 API items, sequential vs concurrent", scene_sequential},
-    {"failures", "Trap 2: some items fail or hang: gather fail-fast vs gather_settled + retries",
+    {"sequential", "Trap 1, sequential fetching: 200 API items, one at a time vs concurrent",
+     scene_sequential},
+    {"failures",
+     "Trap 2, gather throws away good results: items fail or hang; gather fail-fast vs gather_settled + "
+     "retries",
      scene_failures},
-    {"blocking", "Trap 2: a blocking call inside a coroutine freezes the loop", scene_blocking},
-    {"pools", "Trap 1: one shared pool starved by slow calls vs isolated pools", scene_pools},
-    {"portal", "Trap 3: plain threads calling into one background loop (the portal)", scene_portal},
+    {"blocking",
+     "Trap 3, a blocking call freezes the loop: the stall watchdog names it, a named pool moves it off",
+     scene_blocking},
+    {"pools", "Trap 4, one hidden shared pool: starved by slow calls vs isolated pools", scene_pools},
+    {"portal", "Trap 5, one loop, many threads: plain threads calling into a background loop (the portal)",
+     scene_portal},
 };
 
 }  // namespace
@@ -368,9 +377,9 @@ std::string demo_scene_names() {
 std::string demo_scene_list() {
   std::string s;
   for (const auto& sc : scenes) {
-    char line[160];
-    std::snprintf(line, sizeof line, "  %-11s %s\n", sc.name, sc.title);
-    s += line;
+    std::string name = sc.name;
+    name.resize(std::max<std::size_t>(name.size(), 11), ' ');
+    s += "  " + name + " " + sc.title + "\n";
   }
   return s;
 }
@@ -396,10 +405,8 @@ int run_demo(const std::vector<std::string>& names) {
   std::printf("spindle demo: mock API on %s\n", api.base_url().c_str());
   const auto t0 = steady::now();
   int bad = 0;
-  int number = 0;
   for (const scene* sc : chosen) {
-    ++number;
-    std::printf("\n== %d. %s [%s]\n", number, sc->title, sc->name);
+    std::printf("\n== %s [%s]\n", sc->title, sc->name);
     const auto s0 = steady::now();
     bad += sc->run(api);
     std::printf("   (%.1f s)\n", seconds_since(s0));

@@ -1,6 +1,11 @@
 // The `spindle` command: `spindle fetch` (the main job) and `spindle demo`.
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -15,9 +20,67 @@
 #include "mock_api.hpp"
 #include "parse.hpp"
 
+#ifndef SPINDLE_VERSION
+#define SPINDLE_VERSION "unknown"
+#endif
+
 namespace {
 
 using namespace spindle::cli;
+
+// The descriptors 0, 1 and 2 the program was started without.
+struct closed_std_fds {
+  bool in = false, out = false, err = false;
+};
+
+// Before anything else opens a descriptor: each of 0, 1, 2 that is closed
+// gets /dev/null, so no socket, file or signalfd lands there (a signalfd on
+// fd 1 would receive the results). Which ones were closed is returned, to
+// report "stdout is closed" where it matters.
+closed_std_fds reserve_std_fds() {
+  closed_std_fds c;
+  bool* closed[] = {&c.in, &c.out, &c.err};
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    *closed[fd] = true;
+    // The lowest free descriptor: this one, as the lower ones are open by now.
+    const int got = ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+    if (got > 2) ::close(got);
+  }
+  return c;
+}
+
+// The commands `spindle --help` lists (serve-mock is hidden).
+const std::vector<std::string> commands = {"fetch", "demo"};
+
+// "unknown command 'fecth'; did you mean 'fetch'?" when the first word that
+// is not an option names no command; "" otherwise.
+std::string unknown_command(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.starts_with('-')) continue;  // the top level's options take no value
+    if (a == "serve-mock" || std::find(commands.begin(), commands.end(), a) != commands.end()) return {};
+    const std::string near = closest_name(a, commands);
+    return "unknown command '" + a + "'" +
+           (near.empty() ? "; the commands are fetch and demo" : "; did you mean '" + near + "'?");
+  }
+  return {};
+}
+
+// "; did you mean '--concurrency'?" for an unexpected "--concurency" of `app`.
+std::string option_hint(CLI::App& app) {
+  std::vector<std::string> names;
+  for (const CLI::Option* o : app.get_options()) {
+    for (const auto& l : o->get_lnames()) names.push_back(l);
+  }
+  for (const auto& extra : app.remaining()) {
+    if (!extra.starts_with("--")) continue;
+    const std::string typed = extra.substr(2, extra.find('=') - 2);
+    if (const std::string near = closest_name(typed, names); !near.empty())
+      return "; did you mean '--" + near + "'?";
+  }
+  return {};
+}
 
 // The option values as typed, parsed after CLI11 so each error names its option.
 struct raw_fetch {
@@ -126,44 +189,60 @@ std::string finish_fetch_options(const raw_fetch& raw, bool method_given, fetch_
 }  // namespace
 
 int main(int argc, char** argv) {
+  const closed_std_fds closed = reserve_std_fds();  // first: before any descriptor is opened
+
   CLI::App app{
-      "spindle: fetch many URLs concurrently, and see the asyncio traps spindle closes (spindle demo)."};
+      "spindle: fetch many URLs concurrently, and see the asyncio traps spindle closes (spindle demo).",
+      "spindle"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "spindle 0.1.0");
+  app.set_version_flag("--version", "spindle " SPINDLE_VERSION);
 
   // ---- fetch
   fetch_options fo;
   raw_fetch raw;
   bool progress = false, no_progress = false;
   CLI::App* fetch = app.add_subcommand("fetch", "Fetch URLs concurrently; one JSON Lines result per input");
-  fetch->add_option("url", fo.urls, "URLs to fetch (before those of --urls)");
-  fetch->add_option("--urls", fo.urls_file,
-                    "File of URLs, one per line (- for stdin; blank lines and #comments skipped)");
-  fetch->add_option("-c,--concurrency", raw.concurrency, "Requests in flight at most (default 64)");
-  fetch->add_option("--per-host", raw.per_host, "Connections per origin at most (default: --concurrency)");
-  fetch->add_option("-t,--timeout", raw.timeout, "Per attempt: connect, headers and body (default 10s)");
-  fetch->add_option("--deadline", raw.deadline,
-                    "For the whole run; what is unfinished then ends 'cancelled'");
-  fetch->add_option("-r,--retries", raw.retries,
-                    "Retries after connect errors, timeouts, 5xx and 429 (default 2)");
-  fetch->add_option("--backoff", raw.backoff, "Base of the exponential backoff, full jitter (default 100ms)");
-  fetch->add_option("-o,--out", fo.out, "Results file, JSON Lines (default stdout)");
+  fetch->add_option("url", fo.urls, "URLs to fetch (before those of --urls)")->type_name("URL");
+  fetch
+      ->add_option("--urls", fo.urls_file,
+                   "File of URLs, one per line (- for stdin; blank lines and #comments skipped)")
+      ->type_name("FILE");
+  fetch->add_option("-c,--concurrency", raw.concurrency, "Requests in flight at most (default 64)")
+      ->type_name("N");
+  fetch->add_option("--per-host", raw.per_host, "Connections per origin at most (default: --concurrency)")
+      ->type_name("N");
+  fetch->add_option("-t,--timeout", raw.timeout, "Per attempt: connect, headers and body (default 10s)")
+      ->type_name("DUR");
+  fetch->add_option("--deadline", raw.deadline, "For the whole run; what is unfinished then ends 'cancelled'")
+      ->type_name("DUR");
+  fetch
+      ->add_option("-r,--retries", raw.retries,
+                   "Retries after connect errors, timeouts, 5xx and 429 (default 2)")
+      ->type_name("N");
+  fetch->add_option("--backoff", raw.backoff, "Base of the exponential backoff, full jitter (default 100ms)")
+      ->type_name("DUR");
+  fetch->add_option("-o,--out", fo.out, "Results file, JSON Lines (default stdout)")->type_name("FILE");
   fetch->add_flag("--body", fo.body, "Put each response body in its result");
-  fetch->add_option("--max-body", raw.max_body, "Largest response body accepted (default 64M)");
+  fetch->add_option("--max-body", raw.max_body, "Largest response body accepted (default 64M)")
+      ->type_name("SIZE");
   fetch->add_option("-H,--header", raw.headers, "Request header 'Name: value' (repeatable)")
+      ->type_name("'NAME: VALUE'")
       ->allow_extra_args(false);
   auto* method_opt =
-      fetch->add_option("-X,--method", raw.method, "HTTP method (default GET; POST with --data)");
-  fetch->add_option("-d,--data", raw.data, "Request body: a string, or @FILE");
+      fetch->add_option("-X,--method", raw.method, "HTTP method (default GET; POST with --data)")
+          ->type_name("METHOD");
+  fetch->add_option("-d,--data", raw.data, "Request body: a string, or @FILE")->type_name("DATA");
   fetch->add_flag("-k,--insecure", fo.insecure, "Do not verify TLS certificates");
   fetch->add_flag("--resume", fo.resume, "Skip inputs with a final result in --out; append the rest");
   fetch->add_flag("--progress", progress, "Progress bar on stderr (default: when stderr is a terminal)");
   fetch->add_flag("--no-progress", no_progress, "No progress bar");
-  fetch->add_option("--rate", raw.rate, "Requests per second at most, e.g. 50/s or 600/m");
+  fetch->add_option("--rate", raw.rate, "Requests per second at most, e.g. 50/s or 600/m")->type_name("RATE");
   fetch->add_flag("-q,--quiet", fo.quiet, "Only the summary's first line on stderr");
-  fetch->add_option("--shard", raw.shard, "K/N: only inputs whose index mod N is K (indices stay global)");
+  fetch->add_option("--shard", raw.shard, "Only inputs whose index mod N is K (indices stay global)")
+      ->type_name("K/N");
   fetch->add_flag("--retry-unsafe", fo.retry_unsafe, "Retry non-idempotent methods (POST, PATCH) too");
-  fetch->add_option("--max-redirects", raw.max_redirects, "Redirects followed at most (default 10; 0: none)");
+  fetch->add_option("--max-redirects", raw.max_redirects, "Redirects followed at most (default 10; 0: none)")
+      ->type_name("N");
   fetch->add_flag("--allow-insecure-redirects", fo.allow_insecure_redirects,
                   "Follow redirects from https:// to http:// (credentials are dropped all the same)");
 
@@ -171,7 +250,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> scenes;
   bool list = false;
   CLI::App* demo = app.add_subcommand("demo", demo_description());
-  demo->add_option("scene", scenes, "Scenes to run (default: all): " + demo_scene_names());
+  demo->add_option("scene", scenes, "Scenes to run (default: all): " + demo_scene_names())
+      ->type_name("SCENE");
   demo->add_flag("--list", list, "List the scenes");
   demo->footer("Scenes:\n" + demo_scene_list());
 
@@ -179,8 +259,8 @@ int main(int argc, char** argv) {
   int mock_port = 0, mock_seconds = 60;
   CLI::App* serve = app.add_subcommand("serve-mock", "Serve the demo's mock API on 127.0.0.1 for a while");
   serve->group("");
-  serve->add_option("--port", mock_port, "Port (0: ephemeral; the port is printed)");
-  serve->add_option("--seconds", mock_seconds, "Stop after this long (default 60)");
+  serve->add_option("--port", mock_port, "Port (0: ephemeral; the port is printed)")->type_name("PORT");
+  serve->add_option("--seconds", mock_seconds, "Stop after this long (default 60)")->type_name("N");
 
   try {
     app.parse(argc, argv);
@@ -192,20 +272,39 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::string which = "";
-    for (auto* sub : app.get_subcommands()) which = sub->get_name();
+    CLI::App* where = &app;
+    for (auto* sub : app.get_subcommands()) {
+      which = sub->get_name();
+      where = sub;
+    }
     std::string msg = e.what();
+    if (which.empty()) {
+      if (std::string u = unknown_command(argc, argv); !u.empty()) {
+        msg = u;
+      } else if (app.remaining().empty()) {
+        msg = "a command is required: fetch or demo";
+      } else {
+        msg = "unknown option '" + app.remaining().front() + "'";
+      }
+    }
+    if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr) msg += option_hint(*where);
     std::fprintf(stderr, "spindle%s%s: %s (see spindle %s--help)\n", which.empty() ? "" : " ", which.c_str(),
                  msg.c_str(), which.empty() ? "" : (which + " ").c_str());
     return exit_usage;
   }
 
   if (fetch->parsed()) {
+    if (closed.out && (fo.out.empty() || fo.out == "-"))
+      return usage_error("fetch", "stdout is closed: nowhere to write the results (give --out FILE)");
+    if (closed.in && fo.urls_file == "-") return usage_error("fetch", "--urls -: stdin is closed");
     if (progress && no_progress) return usage_error("fetch", "--progress and --no-progress together");
     fo.progress = progress ? 1 : no_progress ? 0 : -1;
     if (std::string e = finish_fetch_options(raw, method_opt->count() > 0, fo); !e.empty())
       return usage_error("fetch", e);
     return run_fetch(fo);
   }
+  if (closed.out)
+    return usage_error(serve->parsed() ? "serve-mock" : "demo", "stdout is closed: nowhere to write");
   if (serve->parsed()) return serve_mock(static_cast<std::uint16_t>(mock_port), mock_seconds);
   if (list) {
     std::fputs(demo_scene_list().c_str(), stdout);

@@ -1,5 +1,6 @@
 #include "parse.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -33,7 +34,40 @@ std::optional<double> leading_number(std::string_view& s) {
   return v;
 }
 
+// Edits (insert, delete, substitute, swap two neighbours) from `a` to `b`,
+// case ignored: the optimal string alignment distance.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  auto lower = [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); };
+  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) && lower(a[i - 2]) == lower(b[j - 1]))
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
 }  // namespace
+
+std::string closest_name(std::string_view typed, const std::vector<std::string>& names) {
+  // At most two edits, and fewer than half of what was typed: "de" is no typo of "demo".
+  if (typed.empty()) return {};
+  std::size_t best = std::min<std::size_t>(2, (typed.size() - 1) / 2) + 1;
+  std::string found;
+  for (const auto& n : names) {
+    const std::size_t d = edit_distance(typed, n);
+    if (d < best) {
+      best = d;
+      found = n;
+    }
+  }
+  return found;
+}
 
 duration parse_duration(std::string_view text) {
   std::string_view s = trim(text);

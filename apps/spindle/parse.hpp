@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "spindle/clock.hpp"
 
@@ -28,5 +29,8 @@ struct shard_spec {
 [[nodiscard]] std::uint64_t parse_bytes(std::string_view text);
 /// "1.5 s", "250 ms": for messages.
 [[nodiscard]] std::string format_duration(duration d);
+/// The name in `names` closest to `typed` (a typo: one or two letters
+/// wrong, missing, extra or swapped; case ignored), or "" when none is.
+[[nodiscard]] std::string closest_name(std::string_view typed, const std::vector<std::string>& names);
 
 }  // namespace spindle::cli
