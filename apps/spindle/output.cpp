@@ -1,5 +1,7 @@
 #include "output.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <bit>
@@ -7,9 +9,13 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "spindle/error.hpp"
 
@@ -267,63 +273,293 @@ void result_writer::flush() noexcept {
   buf_.clear();
 }
 
+namespace {
+
+// How every spindle result line begins (append_result_line).
+constexpr std::string_view result_prefix = "{\"index\":";
+
+enum class line_kind { blank, other, final_result, cancelled };
+
+struct line_info {
+  line_kind kind = line_kind::other;
+  std::uint64_t index = 0;
+};
+
+bool is_blank(std::string_view s) noexcept {
+  return s.find_first_not_of(" \t\r\f\v") == std::string_view::npos;
+}
+
+// A result line: a JSON object with an unsigned integer "index" (at most
+// max_resume_index) and a boolean "ok"; cancelled when its error's kind
+// is "cancelled". Anything else that is not blank: other.
+line_info classify(std::string_view line) {
+  if (is_blank(line)) return {line_kind::blank, 0};
+  const std::size_t first = line.find_first_not_of(" \t\r\f\v");
+  if (line[first] != '{') return {};  // (not an object: no parse)
+  const auto j = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
+  if (!j.is_object()) return {};
+  const auto index = j.find("index");
+  const auto ok = j.find("ok");
+  if (index == j.end() || !index->is_number_unsigned() || ok == j.end() || !ok->is_boolean()) return {};
+  const auto i = index->get<std::uint64_t>();
+  if (i > max_resume_index) return {};
+  const auto error = j.find("error");
+  if (error != j.end() && error->is_object()) {
+    const auto kind = error->find("kind");
+    if (kind != error->end() && kind->is_string() && kind->get_ref<const std::string&>() == "cancelled")
+      return {line_kind::cancelled, i};
+  }
+  return {line_kind::final_result, i};
+}
+
+// A last line without its newline that spindle may have been writing when
+// it died: a prefix of a result line's beginning, or a line with it.
+bool torn_result(std::string_view tail) noexcept {
+  return tail.starts_with(result_prefix) || result_prefix.starts_with(tail);
+}
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+struct close_file {
+  void operator()(FILE* f) const noexcept { std::fclose(f); }
+};
+struct free_memory {
+  void operator()(char* p) const noexcept { std::free(p); }
+};
+
+// The lines of a file (POSIX getline: any length, NUL bytes kept).
+class file_lines {
+ public:
+  explicit file_lines(FILE* f) : f_(f) {}
+  ~file_lines() { std::free(buf_); }
+  file_lines(const file_lines&) = delete;
+  file_lines& operator=(const file_lines&) = delete;
+  // The next line without its newline; false at the end or on an error
+  // (error() then says which).
+  bool next(std::string_view& line, bool& terminated) {
+    errno = 0;
+    const ssize_t n = ::getline(&buf_, &cap_, f_);
+    if (n <= 0) {
+      if (std::ferror(f_) != 0) error_ = errno != 0 ? errno : EIO;
+      return false;
+    }
+    terminated = buf_[n - 1] == '\n';
+    line = std::string_view(buf_, static_cast<std::size_t>(n) - (terminated ? 1 : 0));
+    return true;
+  }
+  void rewind() {
+    std::rewind(f_);
+    error_ = 0;
+  }
+  [[nodiscard]] int error() const noexcept { return error_; }
+
+ private:
+  FILE* f_;
+  char* buf_ = nullptr;
+  std::size_t cap_ = 0;
+  int error_ = 0;
+};
+
+// Further final results for an index already done: an identical line is
+// dropped, a different one kept. Only the indices seen twice in the first
+// pass are remembered (their first line), so memory follows the duplicates.
+class duplicates {
+ public:
+  explicit duplicates(std::unordered_set<std::uint64_t> indices) : indices_(std::move(indices)) {}
+  [[nodiscard]] bool empty() const noexcept { return indices_.empty(); }
+  // True when `line` repeats the first final result of its index exactly.
+  bool identical_repeat(std::uint64_t index, std::string_view line) {
+    if (!indices_.contains(index)) return false;
+    auto [it, first] = first_.try_emplace(index, line);
+    return !first && it->second == line;
+  }
+  [[nodiscard]] bool is_repeat(std::uint64_t index) const { return first_.contains(index); }
+  void reset() { first_.clear(); }
+
+ private:
+  std::unordered_set<std::uint64_t> indices_;
+  std::unordered_map<std::uint64_t, std::string> first_;
+};
+
+// The verdict on one line in the passes after the first: keep it or not.
+bool keep_line(std::string_view line, bool terminated, duplicates& dups) {
+  if (!terminated && torn_result(line)) return false;
+  const line_info info = classify(line);
+  if (info.kind == line_kind::cancelled) return false;
+  if (info.kind == line_kind::final_result && !dups.empty()) return !dups.identical_repeat(info.index, line);
+  return true;
+}
+
+// Writes all of `data` to `fd`; 0 or the errno.
+int write_all(int fd, std::string_view data) noexcept {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return 0;
+}
+
+}  // namespace
+
 resume_scan prepare_resume(const std::string& path) {
   resume_scan scan;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (::access(path.c_str(), F_OK) != 0) return scan;  // nothing yet: a fresh run
-    throw std::runtime_error("cannot read " + path + " to resume from it");
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return scan;  // nothing yet: a fresh run
+    throw resume_error("cannot read " + path + ": " + errno_text(errno), true);
   }
-  bool rewrite = false;
-  std::string line;
-  while (std::getline(in, line)) {
-    const bool complete = !in.eof();  // getline hit a newline
-    if (!complete) scan.truncated_tail = true;
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    bool keep = false;
-    if (complete && j.is_object() && j.contains("index") && j["index"].is_number_unsigned()) {
-      const auto index = j["index"].get<std::uint64_t>();
-      const bool cancelled =
-          j.contains("error") && j["error"].is_object() && j["error"].value("kind", "") == "cancelled";
-      if (!cancelled && !scan.has(index)) {
-        if (scan.done.size() <= index) scan.done.resize(index + 1, false);
-        scan.done[index] = true;
-        keep = true;
+  if (!S_ISREG(st.st_mode))
+    throw resume_error(path + " is not a regular file (--resume needs the results file of an earlier run)",
+                       true);
+  {
+    // Writable? (Opened for appending and closed again: nothing changes.)
+    const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) throw resume_error("cannot write " + path + ": " + errno_text(errno), true);
+    ::close(fd);
+  }
+  std::unique_ptr<FILE, close_file> f(std::fopen(path.c_str(), "rbe"));
+  if (!f) throw resume_error("cannot read " + path + ": " + errno_text(errno), true);
+  file_lines lines(f.get());
+  auto read_failed = [&] {
+    return resume_error("reading " + path + ": " + errno_text(lines.error()) + " (nothing was changed)",
+                        false);
+  };
+
+  // First pass: what is there, nothing written.
+  std::unordered_set<std::uint64_t> repeated;
+  std::uint64_t line_no = 0, first_other = 0, torn_short = 0;
+  bool is_results = false;  // a result line, or a torn one, seen
+  bool needs_newline = false;
+  std::string_view line;
+  bool terminated = true;
+  while (lines.next(line, terminated)) {
+    ++line_no;
+    if (!terminated) {
+      scan.truncated_tail = true;
+      if (torn_result(line)) {
+        if (line.starts_with(result_prefix)) {
+          is_results = true;
+        } else {
+          torn_short = line_no;  // ("{" alone: not enough to call the file a results file)
+        }
+        ++scan.dropped;
+        continue;
+      }
+      needs_newline = !is_blank(line);  // a kept last line: the appended results must not join it
+    }
+    const line_info info = classify(line);
+    switch (info.kind) {
+      case line_kind::blank: break;
+      case line_kind::other:
+        ++scan.kept_other;
+        if (first_other == 0) first_other = line_no;
+        break;
+      case line_kind::cancelled:
+        is_results = true;
+        ++scan.dropped;
+        break;
+      case line_kind::final_result:
+        is_results = true;
+        if (scan.has(info.index)) {
+          repeated.insert(info.index);
+        } else {
+          if (scan.done.size() <= info.index) scan.done.resize(info.index + 1, false);
+          scan.done[info.index] = true;
+          ++scan.final_results;
+        }
+        break;
+    }
+  }
+  if (lines.error() != 0) throw read_failed();
+  if (!is_results) {
+    if (first_other == 0 && torn_short == 0) return resume_scan{};  // empty, or blank lines only: as it is
+    throw resume_error(path + " is not a spindle results file: line " +
+                           std::to_string(first_other != 0 ? first_other : torn_short) +
+                           " is not a result (a JSON object with \"index\" and \"ok\"); the file was left "
+                           "unchanged (give the results file of an earlier run, or another --out)",
+                       true);
+  }
+
+  // Second pass, when an index has several final results: identical
+  // repeats are dropped, different ones kept (and counted).
+  duplicates dups(std::move(repeated));
+  if (!dups.empty()) {
+    lines.rewind();
+    while (lines.next(line, terminated)) {
+      if (!terminated && torn_result(line)) continue;
+      const line_info info = classify(line);
+      if (info.kind != line_kind::final_result) continue;
+      const bool repeat = dups.is_repeat(info.index);
+      if (dups.identical_repeat(info.index, line)) {
+        ++scan.dropped;
+      } else if (repeat) {
+        ++scan.conflicting;
       }
     }
-    if (keep) {
-      ++scan.final_results;
-    } else {
-      ++scan.dropped;
-      rewrite = true;
+    if (lines.error() != 0) throw read_failed();
+    dups.reset();
+  }
+  if (scan.dropped == 0 && !needs_newline) return scan;
+
+  // The rewrite: every line kept, in order, byte for byte, into a new file
+  // beside the real one (a symlink stays a symlink), with its mode; synced,
+  // then renamed over it. On any failure the temporary file is removed and
+  // the original is as it was.
+  std::unique_ptr<char, free_memory> real(::realpath(path.c_str(), nullptr));
+  if (!real) throw resume_error("cannot resolve " + path + ": " + errno_text(errno), true);
+  std::string tmp = std::string(real.get()) + ".resume-tmp.XXXXXX";
+  const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
+  auto failed = [&](const std::string& what, int e) {
+    if (fd >= 0) {
+      ::close(fd);
+      ::unlink(tmp.c_str());
+    }
+    const std::string why =
+        scan.dropped != 0 ? "to drop " + std::to_string(scan.dropped) + " cancelled, repeated or torn lines"
+                          : std::string("to end its last line");
+    return resume_error("rewriting " + path + " (" + why + ") failed: " + what + ": " + errno_text(e) + "; " +
+                            path + " is unchanged",
+                        false);
+  };
+  if (fd < 0) throw failed("creating " + tmp, errno);
+  if (::fchmod(fd, st.st_mode & 07777) != 0) throw failed("setting the mode of " + tmp, errno);
+  if (::geteuid() == 0) (void)::fchown(fd, st.st_uid, st.st_gid);
+  lines.rewind();
+  std::string buf;
+  while (lines.next(line, terminated)) {
+    if (!keep_line(line, terminated, dups)) continue;
+    buf += line;
+    buf += '\n';
+    if (buf.size() >= (64u << 10)) {
+      if (const int e = write_all(fd, buf); e != 0) throw failed("writing " + tmp, e);
+      buf.clear();
     }
   }
-  if (in.bad()) throw std::runtime_error("reading " + path + " failed");
-  if (!rewrite) return scan;
-  // Rewrite without the dropped lines (a second pass: memory stays bounded).
-  in.clear();
-  in.seekg(0);
-  const std::string tmp = path + ".resume-tmp";
-  {
-    std::ofstream outf(tmp, std::ios::binary | std::ios::trunc);
-    if (!outf) throw std::runtime_error("cannot write " + tmp + " (needed to drop cancelled results)");
-    std::vector<bool> seen(scan.done.size(), false);
-    while (std::getline(in, line)) {
-      if (in.eof()) break;  // the unterminated tail
-      auto j = nlohmann::json::parse(line, nullptr, false);
-      if (!j.is_object() || !j.contains("index") || !j["index"].is_number_unsigned()) continue;
-      const auto index = j["index"].get<std::uint64_t>();
-      const bool cancelled =
-          j.contains("error") && j["error"].is_object() && j["error"].value("kind", "") == "cancelled";
-      if (cancelled || index >= seen.size() || seen[index]) continue;
-      seen[index] = true;
-      outf << line << '\n';
-    }
-    outf.flush();
-    if (!outf) throw std::runtime_error("writing " + tmp + " failed");
+  if (lines.error() != 0) {
+    const int e = lines.error();
+    throw failed("reading " + path, e);
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    throw std::runtime_error("cannot replace " + path + " with " + tmp);
+  if (const int e = write_all(fd, buf); e != 0) throw failed("writing " + tmp, e);
+  if (::fsync(fd) != 0) throw failed("syncing " + tmp, errno);
+  if (::close(fd) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    throw resume_error("rewriting " + path + " failed: closing " + tmp + ": " + errno_text(e) + "; " + path +
+                           " is unchanged",
+                       false);
+  }
+  if (::rename(tmp.c_str(), real.get()) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    throw resume_error("rewriting " + path + " failed: renaming " + tmp + ": " + errno_text(e) + "; " + path +
+                           " is unchanged",
+                       false);
+  }
+  scan.rewritten = true;
   return scan;
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -74,18 +75,43 @@ class result_writer {
   int error_ = 0;
 };
 
-/// What an earlier output file already holds, for --resume.
+/// What an earlier output file already holds, for --resume (docs/cli.md,
+/// "Resume", has the rules).
 struct resume_scan {
   std::vector<bool> done;           ///< by index: a final result (anything but cancelled)
-  std::uint64_t final_results = 0;  ///< lines kept
-  std::uint64_t dropped = 0;        ///< cancelled, duplicate or unreadable lines to drop
+  std::uint64_t final_results = 0;  ///< result lines kept, one per index in `done`
+  std::uint64_t dropped = 0;        ///< lines removed: cancelled, identical duplicates, the torn tail
+  std::uint64_t kept_other = 0;     ///< non-blank lines kept that are not usable results (left as they are)
+  std::uint64_t conflicting = 0;    ///< further, different final results for a done index (kept)
   bool truncated_tail = false;      ///< the last line had no newline (a crash mid-write)
+  bool rewritten = false;           ///< the file was replaced by its rewrite
   [[nodiscard]] bool has(std::uint64_t index) const noexcept { return index < done.size() && done[index]; }
 };
-/// Reads `path` (a missing file is an empty scan). When lines must be
-/// dropped, rewrites the file without them (through a temporary file and a
-/// rename), so the resumed run appends to final results only and the file
-/// ends with one line per input. Throws std::runtime_error with the reason.
+
+/// Why --resume cannot go on. usage(): exit 2, nothing was changed (the
+/// file is not a results file, or cannot be read or written); otherwise an
+/// I/O failure of the rewrite (exit 1; the file is intact, no temporary
+/// file is left).
+class resume_error : public std::runtime_error {
+ public:
+  resume_error(const std::string& what, bool usage) : std::runtime_error(what), usage_(usage) {}
+  [[nodiscard]] bool usage() const noexcept { return usage_; }
+
+ private:
+  bool usage_;
+};
+
+/// Indices above this are not trusted as results (the scan's bitmap would
+/// need more than 128 MiB): such lines are kept as they are.
+inline constexpr std::uint64_t max_resume_index = std::uint64_t{1} << 30;
+
+/// Reads `path` (a missing or empty file is an empty scan). Refuses a file
+/// that is not a spindle results file, and one that is not a regular,
+/// readable and writable file (resume_error, usage). When lines must be
+/// removed (cancelled results, identical duplicates, a torn last line) or
+/// a kept last line lacks its newline, rewrites the file through a
+/// temporary file beside it (same mode, fsync, rename over the file a
+/// symlink points to); every other line is kept, in order, byte for byte.
 [[nodiscard]] resume_scan prepare_resume(const std::string& path);
 
 /// Log-bucketed latencies (about 1% resolution), bounded memory.
