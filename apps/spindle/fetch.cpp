@@ -46,7 +46,47 @@ namespace {
 struct input_item {
   std::uint64_t index = 0;
   std::string url;
+  std::string invalid;  // not empty: why this input is no URL (never requested)
 };
+
+// An input line as an item: a line over the limit is one invalid input.
+input_item item_of(input_line&& line) {
+  input_item it;
+  it.url = std::move(line.text);
+  if (line.too_long != 0) it.invalid = "line too long: " + std::to_string(line.too_long) + " bytes";
+  return it;
+}
+
+// Where an input has a scheme: a letter, then letters, digits, '+', '-' or
+// '.', then ":/" (curl's rule). "127.0.0.1:8080/f", "localhost:8080" and
+// "example.com/x" have none.
+bool has_scheme(std::string_view text) {
+  if (text.empty() || !((text[0] >= 'a' && text[0] <= 'z') || (text[0] >= 'A' && text[0] <= 'Z')))
+    return false;
+  std::size_t i = 1;
+  while (i < text.size() &&
+         ((text[i] >= 'a' && text[i] <= 'z') || (text[i] >= 'A' && text[i] <= 'Z') ||
+          (text[i] >= '0' && text[i] <= '9') || text[i] == '+' || text[i] == '-' || text[i] == '.'))
+    ++i;
+  return text.substr(i).starts_with(":/");
+}
+
+// The URL an input names: as given, or, without a scheme (host[:port]/path),
+// http:// + input, as curl does. nullopt and `message` when it is none.
+std::optional<http::url> url_of(const input_item& it, std::string& message) {
+  if (!it.invalid.empty()) {
+    message = it.invalid;
+    return std::nullopt;
+  }
+  const bool guessed = !has_scheme(it.url);
+  try {
+    return http::url::parse(guessed ? "http://" + it.url : it.url);
+  } catch (const std::exception& e) {
+    message = e.what();
+    if (guessed) message += " (no scheme given, so http:// was assumed)";
+  }
+  return std::nullopt;
+}
 
 // Per item, across its attempts.
 struct item_state {
@@ -184,13 +224,8 @@ struct run_state {
     r.url = it.url;
     item_state is;
     std::exception_ptr failure;
-    std::optional<http::url> parsed;
     std::string message;
-    try {
-      parsed.emplace(http::url::parse(it.url));
-    } catch (const std::exception& e) {
-      message = e.what();
-    }
+    std::optional<http::url> parsed = url_of(it, message);
     if (!parsed) {
       r.error_kind = "invalid_url";
       r.error_message = message;
@@ -240,8 +275,9 @@ struct run_state {
 
   // Hands one input to the window without waiting when there is room (or
   // skips it, or, once stopping, gives it its cancelled result: it was
-  // read). False: the window is full, offer() must wait; `url` is intact.
-  bool offer_now(std::uint64_t index, std::string& url) {
+  // read). False: the window is full, offer() must wait; `item` is intact.
+  bool offer_now(input_item& item) {
+    const std::uint64_t index = item.index;
     if (o.shard_n > 1 && index % o.shard_n != o.shard_k) {
       ++other_shards;
       return true;
@@ -252,27 +288,22 @@ struct run_state {
     }
     if (stopping) {
       ++read;
-      emit_cancelled(index, url, 0, 0);
+      emit_cancelled(index, item.url, 0, 0);
       return true;
     }
-    input_item item;
-    item.index = index;
-    item.url = std::move(url);
-    if (inputs.try_send(std::move(item))) {
+    if (inputs.try_send(std::move(item))) {  // (moves only when it succeeds)
       ++read;
       return true;
     }
-    url = std::move(item.url);
     return false;
   }
 
   // offer_now(), waiting for room.
-  task<void> offer(std::uint64_t index, std::string url) {
-    if (offer_now(index, url)) co_return;
+  task<void> offer(input_item item) {
+    if (offer_now(item)) co_return;
     ++read;
-    input_item item;
-    item.index = index;
-    item.url = url;
+    const std::uint64_t index = item.index;
+    std::string url = item.url;
     std::exception_ptr failure;
     try {
       co_await inputs.send(std::move(item));
@@ -285,25 +316,27 @@ struct run_state {
   // Reads every input (or, after a stop, what is left: the deadline drain).
   task<void> read_inputs() {
     while (next_arg < o.urls.size()) {
-      const std::string& u = o.urls[next_arg++];
-      const std::uint64_t index = next_index++;
-      co_await offer(index, u);
+      input_item item;
+      item.url = o.urls[next_arg++];
+      item.index = next_index++;
+      co_await offer(std::move(item));
     }
     while (file && !input_done) {
       // Named, not a temporary inside the co_await: g++ 12 destroys such
       // temporaries' captures twice (DEVELOPERS.md). The job owns the reader
       // (shared), so an abandoned read outlives this frame safely.
       auto read_batch = [f = file] {
-        std::vector<std::string> lines;
+        std::vector<input_line> lines;
         const bool more = f->read_batch(lines, 1024);
         return std::make_pair(more, std::move(lines));
       };
       pool_read_pending = true;
       auto batch = co_await run_blocking(input_pool, job_name{"read urls"}, std::move(read_batch));
       pool_read_pending = false;
-      for (std::string& line : batch.second) {
-        const std::uint64_t index = next_index++;
-        if (!offer_now(index, line)) co_await offer(index, std::move(line));
+      for (input_line& line : batch.second) {
+        input_item item = item_of(std::move(line));
+        item.index = next_index++;
+        if (!offer_now(item)) co_await offer(std::move(item));
       }
       if (!batch.first) {
         input_done = true;
@@ -495,6 +528,23 @@ int run_fetch(const fetch_options& opts) {
     return usage("no URLs: give them as arguments or with --urls FILE (- for stdin)");
   const bool to_stdout = opts.out.empty() || opts.out == "-";
   if (opts.resume && to_stdout) return usage("--resume needs --out FILE (the results of the earlier run)");
+  // The results must not go to the --urls file itself (under any name: a
+  // symlink, a hard link, /dev/stdin): opening it would truncate the list,
+  // or append to what is being read. Checked before anything is opened.
+  if (!opts.urls_file.empty()) {
+    struct stat in_st {};
+    struct stat out_st {};
+    const bool in_known =
+        opts.urls_file == "-" ? ::fstat(0, &in_st) == 0 : ::stat(opts.urls_file.c_str(), &in_st) == 0;
+    const bool out_known = to_stdout ? ::fstat(1, &out_st) == 0 : ::stat(opts.out.c_str(), &out_st) == 0;
+    if (in_known && out_known && S_ISREG(in_st.st_mode) && in_st.st_dev == out_st.st_dev &&
+        in_st.st_ino == out_st.st_ino) {
+      const std::string list = opts.urls_file == "-" ? std::string("stdin") : opts.urls_file;
+      return usage((to_stdout ? std::string("stdout") : "--out " + opts.out) +
+                   " is the same file as --urls " + list +
+                   ": writing the results there would destroy the list; write them to another file");
+    }
+  }
 
   // The input file: opened now, so a bad path is a usage error before anything starts.
   std::shared_ptr<line_reader> file;
@@ -514,8 +564,20 @@ int run_fetch(const fetch_options& opts) {
   if (opts.resume) {
     try {
       scan = prepare_resume(opts.out);
+    } catch (const resume_error& e) {
+      std::fprintf(stderr, "spindle fetch: --resume: %s\n", e.what());
+      return e.usage() ? exit_usage : exit_io;
     } catch (const std::exception& e) {
       return usage(std::string("--resume: ") + e.what());
+    }
+    if (!opts.quiet && scan.kept_other + scan.conflicting > 0) {
+      std::string kept;
+      if (scan.kept_other > 0) kept = std::to_string(scan.kept_other) + " lines that are not results";
+      if (scan.conflicting > 0)
+        kept += (kept.empty() ? "" : " and ") + std::to_string(scan.conflicting) +
+                " repeated results that differ from their index's first";
+      std::fprintf(stderr, "spindle fetch: --resume: kept %s in %s, as they are\n", kept.c_str(),
+                   opts.out.c_str());
     }
   }
   int out_fd = 1;
