@@ -519,7 +519,8 @@ int block_signals() {
 
 }  // namespace
 
-int run_fetch(const fetch_options& opts) {
+int run_fetch(const fetch_options& given) {
+  fetch_options opts = given;  // (--concurrency may be clamped to the descriptor limit)
   auto usage = [](const std::string& msg) {
     std::fprintf(stderr, "spindle fetch: %s\n", msg.c_str());
     return exit_usage;
@@ -594,11 +595,19 @@ int run_fetch(const fetch_options& opts) {
     (void)::setrlimit(RLIMIT_NOFILE, &files);
     (void)::getrlimit(RLIMIT_NOFILE, &files);
   }
-  if (!opts.quiet && files.rlim_cur != RLIM_INFINITY && opts.concurrency + 64 > files.rlim_cur)
-    std::fprintf(stderr,
-                 "spindle fetch: warning: --concurrency %zu is above the open-file limit (%llu): connections "
-                 "beyond it fail as 'connect' errors\n",
-                 opts.concurrency, static_cast<unsigned long long>(files.rlim_cur));
+  // A window wider than the descriptors allows only turns inputs into
+  // 'connect' errors: clamp it (64 descriptors kept for the rest).
+  if (files.rlim_cur != RLIM_INFINITY && opts.concurrency + 64 > files.rlim_cur) {
+    const std::size_t allowed = files.rlim_cur > 128 ? static_cast<std::size_t>(files.rlim_cur) - 64 : 64;
+    if (!opts.quiet)
+      std::fprintf(
+          stderr,
+          "spindle fetch: warning: --concurrency %zu is above what the open-file limit (%llu) allows: "
+          "using %zu\n",
+          opts.concurrency, static_cast<unsigned long long>(files.rlim_cur), allowed);
+    opts.concurrency = allowed;
+    opts.per_host = std::min(opts.per_host, allowed);
+  }
   const int sfd = block_signals();
   if (sfd < 0) return usage(std::string("signalfd: ") + std::strerror(errno));
 

@@ -642,6 +642,27 @@ TEST(CliFetch, AnUnwritableOutputExitsOne) {
 
 // 100,000 inputs stream through: memory does not grow with the input
 // (compared with a run of 10,000: loading the input would add ~25 MB).
+// Issue #16: memory follows the work in flight, not --concurrency. A
+// window of a million for one URL used 757 MB (a worker frame per slot);
+// now the window is clamped to the descriptor limit with one warning line,
+// and workers start as inputs arrive.
+TEST(CliFetch, AHugeConcurrencyForOneUrlStaysSmall) {
+  temp_dir dir;
+  spindle::cli::mock_api api;
+  run_result r = run(dir, {"fetch", "--retries", "0", "-c", "1000000", api.base_url() + "/"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_NE(r.out.find("\"ok\":true"), std::string::npos) << r.out;
+  std::size_t warnings = 0;
+  for (std::size_t at = r.err.find("warning"); at != std::string::npos; at = r.err.find("warning", at + 1))
+    ++warnings;
+  EXPECT_EQ(warnings, 1u) << r.err;
+  EXPECT_NE(r.err.find("--concurrency 1000000 is above what the open-file limit"), std::string::npos)
+      << r.err;
+  ASSERT_GT(r.max_rss_kb, 0) << "the peak RSS was never read";
+  EXPECT_LT(r.max_rss_kb, 50 * 1024) << r.err;
+}
+
 TEST(CliFetch, HundredThousandInputsInBoundedMemory) {
   temp_dir dir;
   spindle::cli::mock_api api;
