@@ -23,6 +23,71 @@ std::string describe_task(const std::string& name, const std::source_location& w
   return file + ":" + std::to_string(where.line());
 }
 
+std::string readable_function_name(std::string_view pretty) {
+  if (const std::size_t with = pretty.find(" [with "); with != std::string_view::npos)
+    pretty = pretty.substr(0, with);
+  // Template arguments out ("operator<" and "operator<<" kept); clang's
+  // "(anonymous namespace)" spelled as g++'s "{anonymous}".
+  std::string spelled(pretty);
+  for (std::size_t at; (at = spelled.find("(anonymous namespace)")) != std::string::npos;)
+    spelled.replace(at, 21, "{anonymous}");
+  pretty = spelled;
+  std::string s;
+  s.reserve(pretty.size());
+  int angle = 0;
+  for (std::size_t i = 0; i < pretty.size(); ++i) {
+    const char c = pretty[i];
+    if (c == '<' && angle == 0 && s.ends_with("operator")) {
+      s += c;
+      if (i + 1 < pretty.size() && pretty[i + 1] == '<') s += pretty[++i];
+      continue;
+    }
+    if (c == '<') {
+      // A lambda: "f()::<lambda(int)>" keeps a word for it.
+      if (angle == 0 && pretty.substr(i).starts_with("<lambda")) s += "lambda";
+      ++angle;
+    } else if (c == '>' && angle > 0) {
+      --angle;
+    } else if (angle == 0) {
+      s += c;
+    }
+  }
+  // The function's own parameters: the last top-level "(...)"; a lambda's
+  // enclosing function keeps its "()" only as part of the qualified name.
+  std::size_t end = s.size();
+  while (end > 0 && s[end - 1] != ')') --end;               // " const", " noexcept", "&&"
+  if (end > 0 && s.find("::", end) == std::string::npos) {  // (not "f()::lambda")
+    int depth = 0;
+    std::size_t open = end;
+    for (std::size_t i = end; i-- > 0;) {
+      if (s[i] == ')') ++depth;
+      if (s[i] == '(' && --depth == 0) {
+        open = i;
+        break;
+      }
+    }
+    if (open < end && !s.substr(0, open).ends_with("lambda")) s.erase(open);
+  }
+  // The return type: everything before the last top-level space.
+  int depth = 0;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '(') ++depth;
+    if (s[i] == ')') --depth;
+    if (s[i] == ' ' && depth == 0) start = i + 1;
+  }
+  s.erase(0, start);
+  // Parameter lists left inside the qualified name ("main()::lambda").
+  std::string out;
+  depth = 0;
+  for (char c : s) {
+    if (c == '(') ++depth;
+    if (depth == 0) out += c;
+    if (c == ')' && depth > 0) --depth;
+  }
+  return out.empty() ? std::string(pretty) : out;
+}
+
 std::string format_line(const diagnostic& d) {
   std::string line = "spindle: loop=" + d.loop + " event=" + to_string(d.what);
   if (!d.task.empty() || d.where.line() != 0) line += " task=" + describe_task(d.task, d.where);

@@ -20,6 +20,8 @@
 
 #include "spindle/watchdog.hpp"
 
+#include "spindle/diagnostics.hpp"
+
 #include <pthread.h>
 #include <algorithm>
 
@@ -71,7 +73,7 @@ std::string stall_report::to_string() const {
     s += " spawned=" + basename_of(where.file_name()) + ":" + std::to_string(where.line());
     if (where.function_name() != nullptr && where.function_name()[0] != '\0') {
       s += " (";
-      s += where.function_name();
+      s += readable_function_name(where.function_name());
       s += ")";
     }
   }

@@ -8,6 +8,7 @@
 #include <functional>
 #include <source_location>
 #include <string>
+#include <string_view>
 
 namespace spindle {
 
@@ -40,5 +41,12 @@ void write_to_stderr(const diagnostic& d) noexcept;
 
 /// Renders where a task came from: its name if it has one, else file:line.
 [[nodiscard]] std::string describe_task(const std::string& name, const std::source_location& where);
+
+/// A function's name as a person reads it, from a compiler's pretty name
+/// (std::source_location::function_name()): qualified name only, without
+/// return type, parameters, template arguments or g++'s "[with ...]":
+/// "spindle::task<void> ns::worker(std::shared_ptr<S>) [with S = ...]"
+/// becomes "ns::worker". A lambda ends in "::lambda".
+[[nodiscard]] std::string readable_function_name(std::string_view pretty);
 
 }  // namespace spindle

@@ -227,3 +227,35 @@ TEST(Watchdog, DefaultSinkIsOneGreppableLine) {
 
 }  // namespace
 }  // namespace spindle
+
+namespace spindle {
+namespace {
+
+template <class T>
+std::string where_am_i(T) {
+  return std::source_location::current().function_name();
+}
+
+// Issue #16: a stall line named its task's spawn site with the compiler's
+// whole pretty name (~2,000 characters of template arguments for a fan-out
+// worker). The readable form keeps the qualified name only.
+TEST(Diagnostics, ReadableFunctionNamesDropTypesAndTemplates) {
+  EXPECT_EQ(
+      readable_function_name("spindle::task<void> spindle::detail::channel_driver(std::shared_ptr<_Tp>) "
+                             "[with T = int; S = spindle::detail::channel_stream_state<int, F, int>]"),
+      "spindle::detail::channel_driver");
+  EXPECT_EQ(readable_function_name("spindle::task<void> spindle::cli::{anonymous}::run_state::fetch_one("
+                                   "spindle::cli::{anonymous}::input_item&)"),
+            "spindle::cli::{anonymous}::run_state::fetch_one");
+  EXPECT_EQ(readable_function_name("int main()"), "main");
+  EXPECT_EQ(readable_function_name("main()::<lambda()>"), "main::lambda");
+  EXPECT_EQ(readable_function_name("auto (anonymous namespace)::f(int)"), "{anonymous}::f");
+  EXPECT_EQ(readable_function_name("bool ns::operator<(const A&, const A&)"), "ns::operator<");
+  EXPECT_EQ(readable_function_name("void ns::C::g() const"), "ns::C::g");
+  // What this compiler writes for a function template.
+  const std::string pretty = where_am_i(std::vector<std::pair<int, std::string>>{});
+  EXPECT_EQ(readable_function_name(pretty), "spindle::{anonymous}::where_am_i") << pretty;
+}
+
+}  // namespace
+}  // namespace spindle
