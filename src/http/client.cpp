@@ -97,6 +97,9 @@ struct client::impl {
       net::tls_client_options t;
       t.verify = opts.verify_tls;
       t.ca_file = opts.ca_file;
+      t.ca_path = opts.ca_path;
+      t.certificate_file = opts.client_certificate_file;
+      t.key_file = opts.client_key_file;
       tls = net::tls_context::client(t);
     }
     return *tls;

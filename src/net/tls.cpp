@@ -82,14 +82,28 @@ tls_context tls_context::client(const tls_client_options& opts) {
   c.impl_->verify = opts.verify;
   if (opts.verify) {
     SSL_CTX_set_verify(c.impl_->ctx, SSL_VERIFY_PEER, nullptr);
-    const int ok = opts.ca_file.empty()
-                       ? SSL_CTX_set_default_verify_paths(c.impl_->ctx)
-                       : SSL_CTX_load_verify_locations(c.impl_->ctx, opts.ca_file.c_str(), nullptr);
+    const bool system = opts.ca_file.empty() && opts.ca_path.empty();
+    const int ok = system ? SSL_CTX_set_default_verify_paths(c.impl_->ctx)
+                          : SSL_CTX_load_verify_locations(
+                                c.impl_->ctx, opts.ca_file.empty() ? nullptr : opts.ca_file.c_str(),
+                                opts.ca_path.empty() ? nullptr : opts.ca_path.c_str());
     if (ok != 1)
-      throw_tls(opts.ca_file.empty() ? "loading the system CA store"
-                                     : "loading CA file '" + opts.ca_file + "'");
+      throw_tls(system                 ? std::string("loading the system CA store")
+                : opts.ca_path.empty() ? "loading CA file '" + opts.ca_file + "'"
+                                       : "loading CA directory '" + opts.ca_path + "'");
   } else {
     SSL_CTX_set_verify(c.impl_->ctx, SSL_VERIFY_NONE, nullptr);
+  }
+  if (!opts.certificate_file.empty()) {
+    const std::string& key = opts.key_file.empty() ? opts.certificate_file : opts.key_file;
+    if (SSL_CTX_use_certificate_chain_file(c.impl_->ctx, opts.certificate_file.c_str()) != 1)
+      throw_tls("loading client certificate '" + opts.certificate_file + "'");
+    if (SSL_CTX_use_PrivateKey_file(c.impl_->ctx, key.c_str(), SSL_FILETYPE_PEM) != 1)
+      throw_tls("loading client key '" + key + "'");
+    if (SSL_CTX_check_private_key(c.impl_->ctx) != 1)
+      throw_tls("the client key does not match its certificate");
+  } else if (!opts.key_file.empty()) {
+    throw tls_error("a client key ('" + opts.key_file + "') without its certificate");
   }
   return c;
 }
@@ -126,6 +140,13 @@ tls_context tls_context::server(const tls_server_options& opts) {
     EVP_PKEY_free(key);
   }
   if (SSL_CTX_check_private_key(ctx) != 1) throw_tls("the key does not match the certificate");
+  if (!opts.client_ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx, opts.client_ca_file.c_str(), nullptr) != 1)
+      throw_tls("loading client CA file '" + opts.client_ca_file + "'");
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(opts.client_ca_file.c_str());
+    if (names != nullptr) SSL_CTX_set_client_CA_list(ctx, names);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  }
   return c;
 }
 

@@ -1,7 +1,13 @@
 #include "spindle/net/tls.hpp"
 
 #include <gtest/gtest.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "spindle/event_loop.hpp"
@@ -19,12 +25,16 @@ struct tls_case {
   test::certificate cert = test::self_signed({"localhost", "127.0.0.1"});
   tls_client_options client;
   std::string server_name = "localhost";
+  std::string client_ca;  // the server asks for a client certificate signed by this
 
   std::string run() {
     event_loop loop;
     auto main = [&]() -> task<std::string> {
-      tls_context server_ctx =
-          tls_context::server({.certificate_pem = cert.cert_pem, .key_pem = cert.key_pem});
+      tls_server_options so;
+      so.certificate_pem = cert.cert_pem;
+      so.key_pem = cert.key_pem;
+      so.client_ca_file = client_ca;
+      tls_context server_ctx = tls_context::server(so);
       tcp_listener listener = tcp_listener::bind(socket_address::loopback_v4(0));
       auto server = [&]() -> task<void> {
         tcp_stream raw = co_await listener.accept();
@@ -125,6 +135,61 @@ TEST(Tls, PlainTextPeerIsATlsError) {
     co_return kind;
   };
   EXPECT_EQ(loop.run(main()), "tls");
+}
+
+// curl's --capath: a directory of CAs named by subject hash.
+TEST(Tls, CaDirectoryVerifies) {
+  tls_case c;
+  char tmpl[] = "/tmp/spindle-capath-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  BIO* bio = BIO_new_mem_buf(c.cert.cert_pem.data(), static_cast<int>(c.cert.cert_pem.size()));
+  X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  ASSERT_NE(x, nullptr);
+  char name[16];
+  std::snprintf(name, sizeof name, "%08lx.0", X509_subject_name_hash(x));
+  X509_free(x);
+  {
+    std::ofstream f(dir + "/" + name);
+    f << c.cert.cert_pem;
+  }
+  c.client.ca_path = dir;
+  EXPECT_EQ(c.run(), "echo:hi TLSv1.3");
+  tls_case empty;
+  empty.client.ca_path = "/nonexistent-dir";  // nothing there: the server is not trusted
+  EXPECT_TRUE(empty.run().starts_with("tls: ")) << empty.run();
+  std::filesystem::remove_all(dir);
+}
+
+// curl's --cert/--key: a server that asks for a client certificate gets it;
+// without one the connection fails.
+TEST(Tls, ClientCertificateForAServerThatAsks) {
+  test::certificate client_cert = test::self_signed({"spindle client"});
+  char tmpl[] = "/tmp/spindle-clientkey-XXXXXX";
+  const int fd = ::mkstemp(tmpl);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, client_cert.key_pem.data(), client_cert.key_pem.size()),
+            static_cast<ssize_t>(client_cert.key_pem.size()));
+  ::close(fd);
+  const std::string key_file = tmpl;
+
+  tls_case with;
+  with.client_ca = client_cert.cert_file();
+  with.client.ca_file = with.cert.cert_file();
+  with.client.certificate_file = client_cert.cert_file();
+  with.client.key_file = key_file;
+  EXPECT_EQ(with.run(), "echo:hi TLSv1.3");
+
+  tls_case without;
+  without.client_ca = client_cert.cert_file();
+  without.client.ca_file = without.cert.cert_file();
+  const std::string refused = without.run();
+  EXPECT_FALSE(refused.starts_with("echo:")) << refused;
+
+  tls_client_options key_only;
+  key_only.key_file = key_file;
+  EXPECT_THROW(tls_context::client(key_only), tls_error);
+  ::unlink(key_file.c_str());
 }
 
 TEST(Tls, BadCaFileIsATlsError) {

@@ -86,6 +86,10 @@ struct client_options {
   bool allow_insecure_redirects = false;
   bool verify_tls = true;
   std::string ca_file{};  ///< pinned CAs; empty: the system store
+  std::string ca_path{};  ///< a directory of CAs (`openssl rehash`); with ca_file, both are trusted
+  /// A client certificate and key (PEM), for servers that ask for one.
+  std::string client_certificate_file{};
+  std::string client_key_file{};  ///< empty: in client_certificate_file
   net::resolver_options dns{};
   std::string user_agent = "spindle/0.1";
 };

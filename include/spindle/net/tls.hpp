@@ -23,6 +23,15 @@ struct tls_client_options {
   /// A PEM file of trusted CAs instead of the system store (pinning a
   /// private CA); empty: the system store (/etc/ssl/certs).
   std::string ca_file{};
+  /// A directory of trusted CAs, hashed by `openssl rehash` (curl's
+  /// --capath); with ca_file, both are trusted. Either one replaces the
+  /// system store.
+  std::string ca_path{};
+  /// A client certificate (PEM chain) and its private key (PEM), for
+  /// servers that ask for one (curl's --cert/--key); the key defaults to
+  /// the certificate file.
+  std::string certificate_file{};
+  std::string key_file{};
 };
 
 struct tls_server_options {
@@ -31,6 +40,9 @@ struct tls_server_options {
   std::string key_file{};
   std::string certificate_pem{};
   std::string key_pem{};
+  /// When set, clients must present a certificate signed by a CA of this
+  /// PEM file (the handshake fails otherwise).
+  std::string client_ca_file{};
 };
 
 /// An OpenSSL SSL_CTX, shared by the connections made with it. Cheap to copy.
