@@ -5,10 +5,11 @@
 // library's HTTP retry policy: backoff with full jitter, Retry-After), each
 // bounded by --timeout. Every item writes its own result line; a flusher
 // task writes the batch once the loop's ready tasks have run. SIGINT or
-// SIGTERM (signalfd), or --deadline, stops the run: the reader and the
-// window are cancelled, cancelled items write `cancelled` results, and
-// inputs read but not started are drained from the channel as `cancelled`
-// too. Nothing read is ever without a result.
+// SIGTERM (signalfd), --deadline, or a failed write of the results stops
+// the run: the reader and the window are cancelled, cancelled items write
+// `cancelled` results, and inputs read but not started are drained from the
+// channel as `cancelled` too. Nothing read is ever without a result (after a
+// failed write, the results not written are counted as lost).
 
 #include "fetch.hpp"
 
@@ -30,6 +31,7 @@
 #include "parse.hpp"
 #include "spindle/as_completed.hpp"
 #include "spindle/async_fd.hpp"
+#include "spindle/cancel_scope.hpp"
 #include "spindle/channel.hpp"
 #include "spindle/event.hpp"
 #include "spindle/event_loop.hpp"
@@ -116,8 +118,9 @@ struct run_state {
   std::uint64_t next_index = 0;
   std::size_t next_arg = 0;
   bool input_done = false;
-  bool pool_read_pending = false;  // a read job was cut off by a stop (it may still run)
+  bool pool_read_pending = false;  // a read job from a pipe was cut off by a stop (it may still run)
   bool input_is_file = false;      // a regular file: it ends, so a deadline drain can read it all
+  bool draining = false;           // the deadline drain: read on after the stop
   std::string input_error;
   std::uint64_t read = 0, skipped = 0, other_shards = 0;
 
@@ -131,6 +134,7 @@ struct run_state {
   // Stopping.
   bool stopping = false;
   bool deadline_hit = false;
+  bool output_failed = false;  // the results could not be written: the run was stopped
   int signal = 0;
   std::string stop_reason;
   join_handle<void> reader, window;
@@ -314,6 +318,8 @@ struct run_state {
   }
 
   // Reads every input (or, after a stop, what is left: the deadline drain).
+  // A stop ends it between batches (a batch read is always offered: its
+  // lines get their results); the drain reads on.
   task<void> read_inputs() {
     while (next_arg < o.urls.size()) {
       input_item item;
@@ -321,7 +327,12 @@ struct run_state {
       item.index = next_index++;
       co_await offer(std::move(item));
     }
+    bool cut = false;
     while (file && !input_done) {
+      if (stopping && !draining) {
+        cut = true;  // the rest: the deadline drain (a regular file), or nothing
+        break;
+      }
       // Named, not a temporary inside the co_await: g++ 12 destroys such
       // temporaries' captures twice (DEVELOPERS.md). The job owns the reader
       // (shared), so an abandoned read outlives this frame safely.
@@ -330,9 +341,20 @@ struct run_state {
         const bool more = f->read_batch(lines, 1024);
         return std::make_pair(more, std::move(lines));
       };
-      pool_read_pending = true;
-      auto batch = co_await run_blocking(input_pool, job_name{"read urls"}, std::move(read_batch));
-      pool_read_pending = false;
+      auto reading = run_blocking(input_pool, job_name{"read urls"}, std::move(read_batch));
+      std::pair<bool, std::vector<input_line>> batch;
+      if (input_is_file) {
+        // A regular file's read is bounded: shielded from a stop, so the
+        // lines it took from the file are never lost (each gets its result).
+        auto guarded = shielded(std::move(reading));
+        batch = co_await std::move(guarded);
+      } else {
+        // A pipe's read may wait forever: a stop cuts it off, and what it
+        // reads then is lost (the documented rule for pipes).
+        pool_read_pending = true;
+        batch = co_await std::move(reading);
+        pool_read_pending = false;
+      }
       for (input_line& line : batch.second) {
         input_item item = item_of(std::move(line));
         item.index = next_index++;
@@ -345,7 +367,7 @@ struct run_state {
                         std::strerror(file->error());
       }
     }
-    input_done = true;
+    if (!cut) input_done = true;
     inputs.close();
   }
 
@@ -363,6 +385,13 @@ struct run_state {
       co_await out.pending.wait();
       co_await yield();  // the other completions of this turn join the batch
       out.flush();
+      if (out.error() != 0 && !output_failed) {
+        // A dead output (closed pipe, full disk): no new request starts and
+        // the in-flight ones are cancelled; their results are lost.
+        output_failed = true;
+        request_stop(std::string("the output failed (") + std::strerror(out.error()) +
+                     ") before this input finished");
+      }
     }
   }
 
@@ -450,10 +479,14 @@ struct run_state {
     while (auto it = inputs.try_receive()) emit_cancelled(it->index, it->url, 0, 0);
     // After the deadline, the rest of the input is read too: every input
     // gets its result (a signal means "stop now": no drain).
-    // Only from a regular file (a pipe may never end), and only when no cut-off
-    // read job may still be using the reader.
-    if (deadline_hit && signal == 0 && !input_done && input_is_file && !pool_read_pending)
+    // Only from a regular file (a pipe may never end; its reads are not
+    // shielded, so a cut-off one may still be using the reader), and not
+    // after the output failed (those results could not be written).
+    if (deadline_hit && signal == 0 && !input_done && input_is_file && !pool_read_pending &&
+        out.error() == 0) {
+      draining = true;
       co_await read_inputs();
+    }
     if (timer) timer->cancel();
     if (progressing) {
       progressing->cancel();
@@ -471,13 +504,21 @@ struct run_state {
   void print_summary(int code, const std::string& out_name) const {
     const double secs = std::chrono::duration<double>(loop.now() - started).count();
     const std::uint64_t done = ok + failed;
-    std::fprintf(stderr, "ok=%llu failed=%llu elapsed_s=%.3f rps=%.1f\n", static_cast<unsigned long long>(ok),
-                 static_cast<unsigned long long>(failed), secs,
-                 secs > 0 ? static_cast<double>(done) / secs : 0.0);
+    // After a write error, the first line also says how many of the
+    // results were written and how many were lost (ok + failed = both).
+    std::string counts;
+    if (out.error() != 0)
+      counts = " written=" + std::to_string(out.written()) + " lost=" + std::to_string(out.lost());
+    std::fprintf(stderr, "ok=%llu failed=%llu elapsed_s=%.3f rps=%.1f%s\n",
+                 static_cast<unsigned long long>(ok), static_cast<unsigned long long>(failed), secs,
+                 secs > 0 ? static_cast<double>(done) / secs : 0.0, counts.c_str());
     // Errors of the run itself: also with --quiet.
     if (!input_error.empty()) std::fprintf(stderr, "spindle fetch: reading %s\n", input_error.c_str());
     if (out.error() != 0)
-      std::fprintf(stderr, "spindle fetch: writing %s: %s\n", out_name.c_str(), std::strerror(out.error()));
+      std::fprintf(
+          stderr, "spindle fetch: writing %s: %s: the run was stopped; %llu results written, %llu lost\n",
+          out_name.c_str(), std::strerror(out.error()), static_cast<unsigned long long>(out.written()),
+          static_cast<unsigned long long>(out.lost()));
     if (o.quiet) return;
     std::fprintf(stderr, "latency_ms p50=%.1f p90=%.1f p99=%.1f max=%.1f\n", latency.quantile(0.5),
                  latency.quantile(0.9), latency.quantile(0.99), latency.max());

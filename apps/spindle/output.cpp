@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <charconv>
@@ -253,7 +254,12 @@ void append_result_line(std::string& out, const fetch_result& r) {
 }
 
 void result_writer::add(const fetch_result& r) {
+  if (error_ != 0) {  // the output is dead: nothing more is written
+    ++lost_;
+    return;
+  }
   append_result_line(buf_, r);
+  ++buffered_;
   if (buf_.size() >= (256u << 10)) flush();
   pending.set();
 }
@@ -270,6 +276,17 @@ void result_writer::flush() noexcept {
     }
     off += static_cast<std::size_t>(n);
   }
+  if (error_ == 0) {
+    written_ += buffered_;
+  } else {
+    // Lines are JSON without raw newlines: the complete ones before `off`
+    // were written; the rest (a line cut off included) are lost.
+    const auto whole = static_cast<std::uint64_t>(
+        std::count(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(off), '\n'));
+    written_ += whole;
+    lost_ += buffered_ - whole;
+  }
+  buffered_ = 0;
   buf_.clear();
 }
 

@@ -60,18 +60,28 @@ void append_result_line(std::string& out, const fetch_result& r);
 /// Result lines, written in batches: add() appends and sets `pending`; the
 /// fetch's flusher task writes the batch once the loop's ready tasks have
 /// run (so a line is written before the loop next waits for I/O), and
-/// large batches are written at once. A write error is kept, not thrown.
+/// large batches are written at once. A write error is kept, not thrown:
+/// from then on nothing more is written, and every result not written
+/// (the rest of the failed batch, a line cut off in the middle, and every
+/// later add()) counts as lost.
 class result_writer {
  public:
   explicit result_writer(int fd) : fd_(fd) {}
   void add(const fetch_result& r);
   void flush() noexcept;
+  /// The first write error (an errno value), 0 while none.
   [[nodiscard]] int error() const noexcept { return error_; }
+  /// Result lines written completely.
+  [[nodiscard]] std::uint64_t written() const noexcept { return written_; }
+  /// Result lines that could not be written (after an error()).
+  [[nodiscard]] std::uint64_t lost() const noexcept { return lost_; }
   event pending{"fetch output"};
 
  private:
   int fd_;
   std::string buf_;
+  std::uint64_t buffered_ = 0;  // lines in buf_
+  std::uint64_t written_ = 0, lost_ = 0;
   int error_ = 0;
 };
 

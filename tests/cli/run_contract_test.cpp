@@ -1,0 +1,278 @@
+// The run's contract at its edges, end to end against the binary and the
+// loopback mock API: --deadline gives exactly one result per input of a
+// regular file (also when the stop cuts a batch read off), and a dead
+// output (a closed pipe, a full disk) stops the run, with the results
+// written and lost counted exactly.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mock_api.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+struct run_result {
+  int exit_code = -1;
+  std::string out;  // stdout (when it went to DIR/stdout)
+  std::string err;  // stderr
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+class temp_dir {
+ public:
+  temp_dir() {
+    char tmpl[] = "/tmp/spindle-run-contract-XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~temp_dir() { std::filesystem::remove_all(path_); }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct child_setup {
+  int stdout_fd = -1;          // the child's stdout; -1: DIR/stdout
+  rlim_t file_size_limit = 0;  // RLIMIT_FSIZE in the child (SIGXFSZ ignored: EFBIG); 0: none
+};
+
+// Starts `spindle args...` (fork and exec: the child can get a file size
+// limit), stdin /dev/null, stderr DIR/stderr.
+pid_t start(const temp_dir& dir, const std::vector<std::string>& args, const child_setup& setup) {
+  std::vector<std::string> all{SPINDLE_CLI_PATH};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const std::string out = dir.file("stdout");
+  const std::string err = dir.file("stderr");
+  const pid_t pid = ::fork();
+  if (pid == 0) {  // (async-signal-safe calls only until exec)
+    const int fd0 = ::open("/dev/null", O_RDONLY);
+    const int fd1 =
+        setup.stdout_fd >= 0 ? setup.stdout_fd : ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int fd2 = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd0 < 0 || fd1 < 0 || fd2 < 0 || ::dup2(fd0, 0) < 0 || ::dup2(fd1, 1) < 0 || ::dup2(fd2, 2) < 0)
+      ::_exit(126);
+    if (setup.file_size_limit != 0) {
+      struct sigaction ign {};
+      ign.sa_handler = SIG_IGN;
+      ::sigaction(SIGXFSZ, &ign, nullptr);
+      const rlimit lim{setup.file_size_limit, setup.file_size_limit};
+      if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) ::_exit(125);
+    }
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  EXPECT_GT(pid, 0) << "fork: " << std::strerror(errno);
+  return pid;
+}
+
+// Waits, bounded: a hang fails the test (the child is killed).
+run_result finish(const temp_dir& dir, pid_t pid, const child_setup& setup) {
+  run_result r;
+  if (pid <= 0) return r;
+  const auto until = std::chrono::steady_clock::now() + 120s;
+  int status = 0;
+  for (;;) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) break;
+    if (std::chrono::steady_clock::now() > until) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      ADD_FAILURE() << "spindle did not finish within 120 s";
+      break;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (setup.stdout_fd < 0) r.out = slurp(dir.file("stdout"));
+  r.err = slurp(dir.file("stderr"));
+  return r;
+}
+
+run_result run(const temp_dir& dir, const std::vector<std::string>& args, const child_setup& setup = {}) {
+  return finish(dir, start(dir, args, setup), setup);
+}
+
+// `n` mock API URLs, one a line, in a regular file.
+std::string write_urls(const temp_dir& dir, const spindle::cli::mock_api& api, std::size_t n) {
+  const std::string path = dir.file("urls.txt");
+  std::ofstream f(path);
+  for (std::size_t i = 0; i < n; ++i) f << api.base_url() << "/items/" << i << '\n';
+  return path;
+}
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// The value of `key=N` in `line`; -1 when absent.
+long long count_of(const std::string& line, const std::string& key) {
+  const std::size_t at = line.find(" " + key + "=");
+  if (at == std::string::npos && !line.starts_with(key + "=")) return -1;
+  const std::size_t from = (at == std::string::npos ? 0 : at + 1) + key.size() + 1;
+  return std::stoll(line.substr(from));
+}
+
+// Every input 0..n-1 has exactly one result line in `out`; the ones not ok
+// are `cancelled` (the mock answers 200). Returns how many were cancelled.
+std::size_t expect_one_result_each(const std::string& out, std::size_t n) {
+  std::vector<int> seen(n, 0);
+  std::size_t lines = 0, cancelled = 0;
+  std::istringstream in(out);
+  std::string line;
+  while (std::getline(in, line)) {
+    ++lines;
+    const json j = json::parse(line, nullptr, false);
+    if (!j.is_object() || !j.contains("index")) {
+      ADD_FAILURE() << "not a result line: " << line;
+      continue;
+    }
+    const auto i = j["index"].get<std::size_t>();
+    if (i >= n) {
+      ADD_FAILURE() << "index out of range: " << line;
+      continue;
+    }
+    ++seen[i];
+    if (!j["ok"].get<bool>()) {
+      EXPECT_EQ(j["error"]["kind"], "cancelled") << line;
+      ++cancelled;
+    }
+  }
+  EXPECT_EQ(lines, n);
+  std::size_t missing = 0, repeated = 0;
+  for (int s : seen) {
+    if (s == 0) ++missing;
+    if (s > 1) ++repeated;
+  }
+  EXPECT_EQ(missing, 0u) << "inputs without a result";
+  EXPECT_EQ(repeated, 0u) << "inputs with more than one result";
+  return cancelled;
+}
+
+// --deadline over a regular file of 20,000 inputs, rate-limited so the
+// deadline always cuts the run (4,000/s with a burst of 400 cannot start
+// 20,000 requests in the time given): exactly one result per input.
+void deadline_keeps_the_contract(const std::string& deadline) {
+  spindle::cli::mock_api api;
+  temp_dir dir;
+  constexpr std::size_t n = 20000;
+  const std::string urls = write_urls(dir, api, n);
+  const run_result r = run(dir, {"fetch", "--urls", urls, "--rate", "4000/s", "--deadline", deadline, "-q"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  const std::size_t cancelled = expect_one_result_each(r.out, n);
+  EXPECT_GT(cancelled, 0u) << "the deadline should have cut the run";
+  const std::string summary = first_line(r.err);
+  EXPECT_EQ(count_of(summary, "ok") + count_of(summary, "failed"), static_cast<long long>(n)) << r.err;
+  EXPECT_EQ(count_of(summary, "lost"), -1) << "no write error, no written/lost counts: " << r.err;
+}
+
+TEST(RunContract, DeadlineOfOneSecondGivesOneResultPerInputOfARegularFile) {
+  deadline_keeps_the_contract("1s");
+}
+
+TEST(RunContract, DeadlineOf200msGivesOneResultPerInputOfARegularFile) {
+  deadline_keeps_the_contract("200ms");
+}
+
+// `spindle fetch --urls 100k.txt | head -1`: the reader of stdout goes away
+// after the first line; the run stops (EPIPE) instead of making every request.
+TEST(RunContract, ClosedPipeAfterTheFirstLineStopsTheRun) {
+  spindle::cli::mock_api api;
+  temp_dir dir;
+  constexpr std::size_t n = 100000;
+  const std::string urls = write_urls(dir, api, n);
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  child_setup setup;
+  setup.stdout_fd = fds[1];
+  const pid_t pid = start(dir, {"fetch", "--urls", urls}, setup);
+  ::close(fds[1]);
+  // Read up to the first newline (as head -1 does), then close the pipe.
+  std::string got;
+  char buf[4096];
+  while (got.find('\n') == std::string::npos) {
+    const ssize_t k = ::read(fds[0], buf, sizeof buf);
+    if (k <= 0) break;
+    got.append(buf, static_cast<std::size_t>(k));
+  }
+  ::close(fds[0]);
+  ASSERT_NE(got.find('\n'), std::string::npos) << "no first line";
+  EXPECT_TRUE(json::parse(first_line(got), nullptr, false).is_object()) << got;
+  const run_result r = finish(dir, pid, setup);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_LT(api.requests(), 1000u) << r.err;
+  const std::string summary = first_line(r.err);
+  EXPECT_TRUE(summary.starts_with("ok=")) << r.err;
+  const long long written = count_of(summary, "written");
+  const long long lost = count_of(summary, "lost");
+  EXPECT_GE(written, 1) << r.err;
+  EXPECT_GE(lost, 1) << r.err;
+  EXPECT_EQ(written + lost, count_of(summary, "ok") + count_of(summary, "failed")) << r.err;
+  EXPECT_LT(written + lost, static_cast<long long>(n)) << "the rest of the input is not read: " << r.err;
+  EXPECT_NE(r.err.find("Broken pipe"), std::string::npos) << r.err;
+}
+
+// A full disk (EFBIG from RLIMIT_FSIZE, the same write path as ENOSPC):
+// exit 1, the written lines are exactly the complete lines of --out, the
+// written and lost counts add up to the inputs read, and no request starts
+// after the failure.
+TEST(RunContract, FullDiskOnOutStopsTheRunAndCountsWrittenAndLost) {
+  spindle::cli::mock_api api;
+  temp_dir dir;
+  constexpr std::size_t n = 20000;
+  constexpr std::size_t concurrency = 16;
+  const std::string urls = write_urls(dir, api, n);
+  const std::string out = dir.file("out.jsonl");
+  child_setup setup;
+  setup.file_size_limit = 32 << 10;
+  const run_result r =
+      run(dir, {"fetch", "--urls", urls, "--out", out, "-c", std::to_string(concurrency), "-q"}, setup);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const std::string summary = first_line(r.err);
+  EXPECT_TRUE(summary.starts_with("ok=")) << r.err;
+  const long long written = count_of(summary, "written");
+  const long long lost = count_of(summary, "lost");
+  const long long results = count_of(summary, "ok") + count_of(summary, "failed");
+  EXPECT_EQ(written + lost, results) << r.err;
+  EXPECT_GE(lost, 1) << r.err;
+  EXPECT_LT(results, static_cast<long long>(n)) << "the rest of the input is not read: " << r.err;
+  EXPECT_NE(r.err.find("File too large"), std::string::npos) << r.err;
+  // The complete lines in the file are the results written (a line cut off
+  // by the limit is lost), each a result.
+  const std::string text = slurp(out);
+  const std::string complete = text.substr(0, text.rfind('\n') + 1);
+  EXPECT_EQ(static_cast<long long>(std::count(complete.begin(), complete.end(), '\n')), written) << r.err;
+  std::istringstream lines(complete);
+  std::string line;
+  while (std::getline(lines, line)) EXPECT_TRUE(json::parse(line, nullptr, false).is_object()) << line;
+  // Requests: those written, those in the batch that failed and those in
+  // flight when it failed (each at most a few windows); none afterwards.
+  EXPECT_LE(api.requests(), static_cast<std::uint64_t>(written) + 4 * concurrency) << r.err;
+}
+
+}  // namespace
