@@ -37,6 +37,7 @@
 #include "spindle/event_loop.hpp"
 #include "spindle/http/client.hpp"
 #include "spindle/http/url.hpp"
+#include "spindle/net/tls.hpp"
 #include "spindle/rate_limiter.hpp"
 #include "spindle/sleep.hpp"
 #include "spindle/thread_pool.hpp"
@@ -588,6 +589,24 @@ int run_fetch(const fetch_options& given) {
     }
   }
 
+  // TLS files and credentials: checked now, so a bad path is a usage error
+  // before anything starts (not an error per https input).
+  if (!opts.user.empty() && opts.user.find(':') == std::string::npos)
+    return usage("--user " + opts.user + ": give USER:PASSWORD (there is no password prompt)");
+  if (!opts.cacert.empty() || !opts.capath.empty() || !opts.cert.empty() || !opts.key.empty()) {
+    net::tls_client_options t;
+    t.verify = !opts.insecure;
+    t.ca_file = opts.cacert;
+    t.ca_path = opts.capath;
+    t.certificate_file = opts.cert;
+    t.key_file = opts.key;
+    try {
+      (void)net::tls_context::client(t);
+    } catch (const std::exception& e) {
+      return usage(std::string("TLS: ") + e.what());
+    }
+  }
+
   // The input file: opened now, so a bad path is a usage error before anything starts.
   std::shared_ptr<line_reader> file;
   bool input_is_file = false;
@@ -662,6 +681,10 @@ int run_fetch(const fetch_options& given) {
   co.max_redirects = opts.max_redirects;
   co.allow_insecure_redirects = opts.allow_insecure_redirects;
   co.verify_tls = !opts.insecure;
+  co.ca_file = opts.cacert;
+  co.ca_path = opts.capath;
+  co.client_certificate_file = opts.cert;
+  co.client_key_file = opts.key;
 
   event_loop::options lo;
   lo.name = "spindle-fetch";
@@ -675,6 +698,10 @@ int run_fetch(const fetch_options& given) {
       st->input_is_file = input_is_file;
       st->resume = std::move(scan);
       for (const auto& [k, v] : opts.headers) st->base_headers.add(k, v);
+      // --user: Basic credentials (an explicit -H Authorization wins); the
+      // client drops them on a redirect to another origin.
+      if (!opts.user.empty() && !st->base_headers.contains("Authorization"))
+        st->base_headers.add("Authorization", "Basic " + base64(opts.user));
       st->ro.timeout = opts.timeout;
       st->ro.keep_body = opts.body;
       st->ro.max_response_bytes = opts.max_body;

@@ -38,6 +38,11 @@ struct fetch_options {
   int max_redirects = 10;
   bool allow_insecure_redirects = false;  ///< follow https → http (credentials still dropped)
   duration max_retry_after = std::chrono::seconds(60);
+  std::string cacert;  ///< --cacert: trusted CAs (PEM) instead of the system store
+  std::string capath;  ///< --capath: a directory of CAs (`openssl rehash`)
+  std::string cert;    ///< --cert: client certificate (PEM)
+  std::string key;     ///< --key: its private key (default: in --cert)
+  std::string user;    ///< --user USER:PASSWORD: Basic credentials for the inputs' origins
 };
 
 /// Exit codes.

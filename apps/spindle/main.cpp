@@ -233,6 +233,18 @@ int main(int argc, char** argv) {
           ->type_name("METHOD");
   fetch->add_option("-d,--data", raw.data, "Request body: a string, or @FILE")->type_name("DATA");
   fetch->add_flag("-k,--insecure", fo.insecure, "Do not verify TLS certificates");
+  fetch->add_option("--cacert", fo.cacert, "Trust the CAs of this PEM file instead of the system store")
+      ->type_name("FILE");
+  fetch->add_option("--capath", fo.capath, "Trust the CAs of this directory (openssl rehash) instead")
+      ->type_name("DIR");
+  fetch->add_option("--cert", fo.cert, "Client certificate (PEM) for servers that ask for one")
+      ->type_name("FILE");
+  fetch->add_option("--key", fo.key, "Private key of --cert (PEM; default: in the --cert file)")
+      ->type_name("FILE");
+  fetch
+      ->add_option("-u,--user", fo.user,
+                   "Basic credentials, sent to the inputs' own origins only (never across a redirect)")
+      ->type_name("USER:PASSWORD");
   fetch->add_flag("--resume", fo.resume, "Skip inputs with a final result in --out; append the rest");
   fetch->add_flag("--progress", progress, "Progress bar on stderr (default: when stderr is a terminal)");
   fetch->add_flag("--no-progress", no_progress, "No progress bar");
