@@ -33,6 +33,7 @@
 #include "spindle/async_fd.hpp"
 #include "spindle/cancel_scope.hpp"
 #include "spindle/channel.hpp"
+#include "spindle/diagnostics.hpp"
 #include "spindle/event.hpp"
 #include "spindle/event_loop.hpp"
 #include "spindle/http/client.hpp"
@@ -41,6 +42,7 @@
 #include "spindle/rate_limiter.hpp"
 #include "spindle/sleep.hpp"
 #include "spindle/thread_pool.hpp"
+#include "spindle/watchdog.hpp"
 
 namespace spindle::cli {
 
@@ -530,6 +532,12 @@ struct run_state {
     std::fprintf(stderr, "retries=%llu connections opened=%llu reused=%llu\n",
                  static_cast<unsigned long long>(retries), static_cast<unsigned long long>(cs.created),
                  static_cast<unsigned long long>(cs.reused));
+    const loop_statistics ls = loop.statistics();
+    if (ls.stalls > 0)
+      std::fprintf(stderr, "stalls=%llu longest_ms=%lld (the event loop was held past 100 ms)\n",
+                   static_cast<unsigned long long>(ls.stalls),
+                   static_cast<long long>(
+                       std::chrono::duration_cast<std::chrono::milliseconds>(ls.longest_stall).count()));
     if (o.resume)
       std::fprintf(stderr, "resume: %llu inputs already had a final result in %s (skipped)\n",
                    static_cast<unsigned long long>(skipped), out_name.c_str());
@@ -688,6 +696,19 @@ int run_fetch(const fetch_options& given) {
 
   event_loop::options lo;
   lo.name = "spindle-fetch";
+  // A stall (something held the loop past 100 ms) is one short line when
+  // it ends, with a readable task name, and a count in the summary; the
+  // library's default line is for servers' logs, not for a terminal.
+  const bool quiet = opts.quiet;
+  lo.watchdog.on_stall = [quiet](const stall_report& r) {
+    if (quiet || r.state != stall_report::phase::ended) return;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(r.held).count();
+    std::string what = !r.task.empty() ? r.task : "a task";
+    if (r.where.function_name() != nullptr && r.where.function_name()[0] != '\0')
+      what += " (" + readable_function_name(r.where.function_name()) + ")";
+    std::fprintf(stderr, "spindle fetch: the event loop was held for %lld ms by %s\n",
+                 static_cast<long long>(ms), what.c_str());
+  };
   event_loop loop(lo);
   int code = exit_ok;
   {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -273,6 +274,55 @@ TEST(RunContract, FullDiskOnOutStopsTheRunAndCountsWrittenAndLost) {
   // Requests: those written, those in the batch that failed and those in
   // flight when it failed (each at most a few windows); none afterwards.
   EXPECT_LE(api.requests(), static_cast<std::uint64_t>(written) + 4 * concurrency) << r.err;
+}
+
+}  // namespace
+
+namespace {
+
+// Issue #16 point 7: a stall (here: the results pipe is full and nobody
+// reads it for 600 ms, so a write holds the loop) is one short line with a
+// readable task name when it ends, and a count in the summary; nothing of
+// it under -q.
+std::string stalled_run(bool quiet) {
+  spindle::cli::mock_api api;
+  temp_dir dir;
+  const std::string urls = write_urls(dir, api, 3000);  // > 64 KiB of results: the pipe fills
+  int fds[2];
+  EXPECT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  child_setup setup;
+  setup.stdout_fd = fds[1];
+  std::vector<std::string> args{"fetch", "--urls", urls};
+  if (quiet) args.emplace_back("-q");
+  const pid_t pid = start(dir, args, setup);
+  ::close(fds[1]);
+  std::this_thread::sleep_for(600ms);  // the stall being staged, not a wait for the program
+  std::string got;
+  char buf[65536];
+  for (;;) {
+    const ssize_t k = ::read(fds[0], buf, sizeof buf);
+    if (k <= 0) break;
+    got.append(buf, static_cast<std::size_t>(k));
+  }
+  ::close(fds[0]);
+  const run_result r = finish(dir, pid, setup);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::count(got.begin(), got.end(), '\n'), 3000) << r.err;
+  return r.err;
+}
+
+TEST(RunContract, AStallIsOneShortReadableLineAndCountedInTheSummary) {
+  const std::string err = stalled_run(false);
+  const std::size_t at = err.find("spindle fetch: the event loop was held for ");
+  ASSERT_NE(at, std::string::npos) << err;
+  const std::string line = err.substr(at, err.find('\n', at) - at);
+  EXPECT_LT(line.size(), 200u) << line;
+  EXPECT_EQ(line.find('<'), std::string::npos) << "template arguments in: " << line;
+  EXPECT_EQ(err.find("spindle: stall"), std::string::npos) << "the library's server-log line: " << err;
+  EXPECT_NE(err.find("\nstalls="), std::string::npos) << err;
+  const std::string quiet = stalled_run(true);
+  EXPECT_EQ(quiet.find("held for"), std::string::npos) << quiet;
+  EXPECT_EQ(quiet.find("stalls="), std::string::npos) << quiet;
 }
 
 }  // namespace
