@@ -100,6 +100,7 @@ struct item_state {
   std::uint64_t bytes = 0;
   std::string body;
   std::string final_url;  // where the last response came from (after redirects)
+  http::headers headers;  // the last response's (--include-headers)
 };
 
 struct run_state {
@@ -207,9 +208,11 @@ struct run_state {
     is.bytes = r.wire_body_bytes;
     is.final_url = std::move(r.url);
     if (o.body) is.body = std::move(r.body);
-    if (!r.ok()) {
-      std::optional<duration> retry_after;
+    std::optional<duration> retry_after;
+    if (!r.ok())
       if (auto v = r.headers.get("Retry-After")) retry_after = http::parse_retry_after(*v);
+    if (o.include_headers) is.headers = std::move(r.headers);  // (after the last look at them)
+    if (!r.ok()) {
       std::string reason(http::reason_phrase(r.status));
       throw http::http_status_error(
           r.status, "HTTP " + std::to_string(r.status) + (reason.empty() ? "" : " " + reason), retry_after);
@@ -251,6 +254,7 @@ struct run_state {
       r.bytes = is.bytes;
       r.final_url = is.final_url;
       if (o.body) r.body = &is.body;
+      if (o.include_headers && is.status != 0) r.headers = &is.headers;
       if (!failure) {
         r.ok = true;
         emit(r);

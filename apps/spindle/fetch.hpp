@@ -23,6 +23,7 @@ struct fetch_options {
   duration backoff = std::chrono::milliseconds(100);
   std::string out;  ///< empty or "-": stdout
   bool body = false;
+  bool include_headers = false;  ///< the response's fields in each result
   std::uint64_t max_body = 64ull * 1024 * 1024;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string method = "GET";

@@ -223,6 +223,8 @@ int main(int argc, char** argv) {
       ->type_name("DUR");
   fetch->add_option("-o,--out", fo.out, "Results file, JSON Lines (default stdout)")->type_name("FILE");
   fetch->add_flag("--body", fo.body, "Put each response body in its result");
+  fetch->add_flag("-i,--include-headers", fo.include_headers,
+                  "Put each response's header fields in its result, in order");
   fetch->add_option("--max-body", raw.max_body, "Largest response body accepted (default 64M)")
       ->type_name("SIZE");
   fetch->add_option("-H,--header", raw.headers, "Request header 'Name: value' (repeatable)")

@@ -240,6 +240,20 @@ void append_result_line(std::string& out, const fetch_result& r) {
     append_json_string(out, r.error_message);
     out += '}';
   }
+  if (r.headers != nullptr) {  // [[name, value], ...]: order and repeats kept (Set-Cookie)
+    out += ",\"headers\":["sv;
+    bool first = true;
+    for (const auto& [name, value] : *r.headers) {
+      if (!first) out += ',';
+      first = false;
+      out += '[';
+      append_json_string(out, name);
+      out += ',';
+      append_json_string(out, value);
+      out += ']';
+    }
+    out += ']';
+  }
   if (r.body != nullptr) {
     out += ",\"body\":"sv;
     if (is_text(*r.body)) {

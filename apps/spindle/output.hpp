@@ -11,6 +11,8 @@
 
 #include "spindle/event.hpp"
 
+#include "spindle/http/message.hpp"
+
 namespace spindle::cli {
 
 /// One input's final result.
@@ -27,6 +29,8 @@ struct fetch_result {
   std::string_view error_kind;  ///< empty when ok
   std::string_view error_message;
   const std::string* body = nullptr;  ///< with --body
+  /// With --include-headers: the last response's fields, in order.
+  const http::headers* headers = nullptr;
 };
 
 /// Appends `s` as a JSON string (quoted, escaped; invalid UTF-8 bytes become U+FFFD).

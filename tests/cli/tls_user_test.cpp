@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -203,6 +204,40 @@ TEST(CliUser, BasicCredentialsStayWithTheirOrigin) {
   const run_result no_password = run(dir, {"fetch", "-q", "--user", "ann", first.base_url() + "/"});
   EXPECT_EQ(no_password.exit_code, 2) << no_password.err;
   EXPECT_NE(no_password.err.find("USER:PASSWORD"), std::string::npos) << no_password.err;
+}
+
+}  // namespace
+
+namespace {
+
+// --include-headers: the last response's fields in each result, in order,
+// repeats kept (two Set-Cookie fields stay two), also for an error status;
+// without the flag, no "headers" key.
+TEST(CliHeaders, IncludeHeadersKeepsOrderAndRepeats) {
+  temp_dir dir;
+  http::background_server srv([](http::request& req) -> spindle::task<http::response> {
+    http::response r;
+    r.status = req.target == "/missing" ? 404 : 200;
+    r.headers.add("Set-Cookie", "a=1");
+    r.headers.add("X-Trace", "t\"q");
+    r.headers.add("Set-Cookie", "b=2");
+    r.body = "x";
+    co_return r;
+  });
+  const json ok = only_result(run(dir, {"fetch", "-q", "--include-headers", srv.base_url() + "/"}));
+  ASSERT_TRUE(ok.contains("headers")) << ok;
+  std::vector<std::pair<std::string, std::string>> got;
+  for (const auto& f : ok["headers"]) got.emplace_back(f[0].get<std::string>(), f[1].get<std::string>());
+  const std::vector<std::pair<std::string, std::string>> sent{
+      {"Set-Cookie", "a=1"}, {"X-Trace", "t\"q"}, {"Set-Cookie", "b=2"}};
+  ASSERT_GE(got.size(), sent.size()) << ok;
+  EXPECT_TRUE(std::equal(sent.begin(), sent.end(), got.begin())) << ok;
+  const json missing =
+      only_result(run(dir, {"fetch", "-q", "--retries", "0", "-i", srv.base_url() + "/missing"}));
+  EXPECT_EQ(missing["status"], 404) << missing;
+  EXPECT_TRUE(missing.contains("headers")) << missing;
+  const json plain = only_result(run(dir, {"fetch", "-q", srv.base_url() + "/"}));
+  EXPECT_FALSE(plain.contains("headers")) << plain;
 }
 
 }  // namespace
