@@ -125,6 +125,7 @@ struct run_state {
   bool pool_read_pending = false;  // a read job from a pipe was cut off by a stop (it may still run)
   bool input_is_file = false;      // a regular file: it ends, so a deadline drain can read it all
   bool draining = false;           // the deadline drain: read on after the stop
+  std::uint64_t total_inputs = 0;  // counted ahead for the progress bar (a regular file); 0: unknown
   std::string input_error;
   std::uint64_t read = 0, skipped = 0, other_shards = 0;
 
@@ -409,9 +410,47 @@ struct run_state {
     c.read = read;
     c.in_flight = in_flight;
     c.input_done = input_done;
+    c.total = total_inputs;
     c.secs = std::chrono::duration<double>(loop.now() - started).count();
     std::fputs(final ? "\r\x1b[K" : progress_line(c).c_str(), stderr);
     std::fflush(stderr);
+  }
+
+  // For the progress bar: the inputs of a regular file that this run will
+  // give results for (this shard's, not already done by --resume), counted
+  // on a thread of their own with the reader's rules, ahead of the reading.
+  task<void> count_inputs() {
+    thread_pool_options po;
+    po.name = "fetch-count";
+    po.threads = 1;
+    po.queue_capacity = 1;
+    po.abandon_grace = std::chrono::milliseconds(100);  // a huge file is left to count alone at exit
+    po.attach_to = &loop;
+    thread_pool counter(po);
+    const int fd = ::open(o.urls_file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) co_return;
+    auto file_lines = std::make_shared<line_reader>(fd, o.urls_file);
+    const std::uint64_t first = o.urls.size();
+    const std::uint64_t shard_n = o.shard_n, shard_k = o.shard_k;
+    // (Copies: an abandoned job may outlive this run's state.)
+    auto done = std::make_shared<const resume_scan>(resume);
+    auto count = [file_lines, first, shard_n, shard_k, done] {
+      std::uint64_t here = 0;
+      std::uint64_t index = first;
+      std::vector<input_line> lines;
+      for (bool more = true; more;) {
+        lines.clear();
+        more = file_lines->read_batch(lines, 4096);
+        for (std::size_t i = 0; i < lines.size(); ++i, ++index)
+          if ((shard_n <= 1 || index % shard_n == shard_k) && !done->has(index)) ++here;
+      }
+      return here;
+    };
+    std::uint64_t args_here = 0;
+    for (std::uint64_t i = 0; i < first; ++i)
+      if ((shard_n <= 1 || i % shard_n == shard_k) && !resume.has(i)) ++args_here;
+    const std::uint64_t in_file = co_await run_blocking(counter, job_name{"count urls"}, std::move(count));
+    total_inputs = args_here + in_file;
   }
 
   task<void> progress() {
@@ -472,7 +511,11 @@ struct run_state {
     auto signals = loop.spawn(watch_signals(sfd), "fetch-signals");
     std::optional<join_handle<void>> progressing, timer;
     const bool show_progress = o.progress == 1 || (o.progress == -1 && !o.quiet && ::isatty(2) != 0);
-    if (show_progress) progressing.emplace(loop.spawn(progress(), "fetch-progress"));
+    std::optional<join_handle<void>> counting;
+    if (show_progress) {
+      progressing.emplace(loop.spawn(progress(), "fetch-progress"));
+      if (input_is_file) counting.emplace(loop.spawn(count_inputs(), "fetch-count"));
+    }
     if (o.deadline > duration::zero()) timer.emplace(loop.spawn(deadline_timer(), "fetch-deadline"));
     reader = loop.spawn(read_inputs(), "fetch-reader");
     window = loop.spawn(run_window(), "fetch-window");
@@ -495,6 +538,7 @@ struct run_state {
       co_await read_inputs();
     }
     if (timer) timer->cancel();
+    if (counting && !counting->done()) counting->cancel();
     if (progressing) {
       progressing->cancel();
       draw_progress(true);

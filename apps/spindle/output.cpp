@@ -168,17 +168,18 @@ std::string progress_line(const progress_counts& c) {
   const std::uint64_t done = c.ok + c.failed;
   const double per_s = c.secs > 0 ? static_cast<double>(done) / c.secs : 0.0;
   char line[256];
-  if (c.input_done && c.read > 0) {
-    const double frac = static_cast<double>(done) / static_cast<double>(c.read);
+  const std::uint64_t all = c.input_done ? c.read : c.total;
+  if (all > 0 && done <= all) {
+    const double frac = static_cast<double>(done) / static_cast<double>(all);
     char bar[25];
     const int filled = static_cast<int>(frac * 24);
     for (int i = 0; i < 24; ++i) bar[i] = i < filled ? '#' : '.';
     bar[24] = '\0';
-    const double eta = per_s > 0 ? static_cast<double>(c.read - done) / per_s : 0.0;
+    const double eta = per_s > 0 ? static_cast<double>(all - done) / per_s : 0.0;
     std::snprintf(line, sizeof line,
                   "\r\x1b[K[%s] %3.0f%% %llu/%llu ok=%llu failed=%llu %zu in flight %.1f/s %.1fs eta %.0fs",
                   bar, frac * 100, static_cast<unsigned long long>(done),
-                  static_cast<unsigned long long>(c.read), static_cast<unsigned long long>(c.ok),
+                  static_cast<unsigned long long>(all), static_cast<unsigned long long>(c.ok),
                   static_cast<unsigned long long>(c.failed), c.in_flight, per_s, c.secs, eta);
   } else {
     std::snprintf(line, sizeof line,

@@ -51,9 +51,13 @@ struct progress_counts {
   std::size_t in_flight = 0;
   bool input_done = false;
   double secs = 0;  ///< since the start
+  /// The inputs in all, counted ahead of the reading (a regular file); 0:
+  /// not known yet (then the bar waits for input_done).
+  std::uint64_t total = 0;
 };
 /// The progress bar's line, from "\r\x1b[K" (return, clear the line): a bar
-/// with the share done and an ETA once the input is all read, counts before.
+/// with the share done and an ETA once the total is known (counted ahead,
+/// or the input all read), counts before.
 [[nodiscard]] std::string progress_line(const progress_counts& c);
 
 /// `ms` with exactly three decimals ("12.346"), rounded to the microsecond.

@@ -130,6 +130,10 @@ TEST(CliOutput, ProgressLine) {
   c.in_flight = 8;
   c.secs = 2.0;
   EXPECT_EQ(progress_line(c), "\r\x1b[K40 done ok=30 failed=10 8 in flight 20.0/s 2.0s (reading input)");
+  c.total = 200;  // counted ahead (a regular file): the bar before the input is all read
+  EXPECT_EQ(progress_line(c),
+            "\r\x1b[K[####....................]  20% 40/200 ok=30 failed=10 8 in flight 20.0/s 2.0s eta 8s");
+  c.total = 0;
   c.input_done = true;  // the total is known: a bar, the share done and an ETA (60 left at 20/s)
   EXPECT_EQ(progress_line(c),
             "\r\x1b[K[#########...............]  40% 40/100 ok=30 failed=10 8 in flight 20.0/s 2.0s eta 3s");

@@ -326,3 +326,36 @@ TEST(RunContract, AStallIsOneShortReadableLineAndCountedInTheSummary) {
 }
 
 }  // namespace
+
+namespace {
+
+// Issue #16 point 8: with a regular file, the progress line has done/total
+// and an ETA from the start (the inputs are counted ahead), not only once
+// the reader, held back by the window, has read the last line (which with
+// 3,000 inputs is after some 1,960 are done).
+TEST(RunContract, ProgressOfARegularFileHasTheTotalEarly) {
+  spindle::cli::mock_api api;
+  temp_dir dir;
+  const std::string urls = dir.file("urls.txt");
+  {
+    std::ofstream f(urls);
+    for (int i = 0; i < 3000; ++i) f << api.base_url() << "/items/" << i << "?delay_ms=5\n";
+  }
+  const run_result r =
+      run(dir, {"fetch", "--progress", "-c", "8", "--urls", urls, "--out", dir.file("out.jsonl")});
+  EXPECT_EQ(r.exit_code, 0) << r.err.substr(0, 2000);
+  // Frames are separated by "\r"; the earliest with "/3000 " must come while
+  // fewer than 1,900 inputs were done.
+  long long first_done = -1;
+  for (std::size_t at = r.err.find("/3000 "); at != std::string::npos; at = std::string::npos) {
+    const std::size_t start = r.err.rfind(']', at);
+    if (start == std::string::npos) break;
+    const std::size_t pct = r.err.find("% ", start);
+    if (pct == std::string::npos || pct > at) break;
+    first_done = std::stoll(r.err.substr(pct + 2, at - pct - 2));
+  }
+  ASSERT_GE(first_done, 0) << "no progress frame with the total: " << r.err.substr(0, 2000);
+  EXPECT_LT(first_done, 1900) << "the total appeared only once the input was all read";
+}
+
+}  // namespace
