@@ -24,8 +24,15 @@ std::string describe_task(const std::string& name, const std::source_location& w
 }
 
 std::string readable_function_name(std::string_view pretty) {
-  if (const std::size_t with = pretty.find(" [with "); with != std::string_view::npos)
-    pretty = pretty.substr(0, with);
+  // Template parameters: g++'s " [with T = ...]", clang's " [T = ...]".
+  if (pretty.ends_with(']')) {
+    for (std::size_t at = pretty.find(" ["); at != std::string_view::npos; at = pretty.find(" [", at + 1)) {
+      if (pretty.find(" = ", at) != std::string_view::npos) {
+        pretty = pretty.substr(0, at);
+        break;
+      }
+    }
+  }
   // Template arguments out ("operator<" and "operator<<" kept); clang's
   // "(anonymous namespace)" spelled as g++'s "{anonymous}".
   std::string spelled(pretty);

@@ -247,6 +247,9 @@ TEST(Diagnostics, ReadableFunctionNamesDropTypesAndTemplates) {
   EXPECT_EQ(readable_function_name("spindle::task<void> spindle::cli::{anonymous}::run_state::fetch_one("
                                    "spindle::cli::{anonymous}::input_item&)"),
             "spindle::cli::{anonymous}::run_state::fetch_one");
+  EXPECT_EQ(readable_function_name("std::string spindle::(anonymous namespace)::where_am_i(T) [T = "
+                                   "std::vector<std::pair<int, std::basic_string<char>>>]"),
+            "spindle::{anonymous}::where_am_i");  // clang's spelling
   EXPECT_EQ(readable_function_name("int main()"), "main");
   EXPECT_EQ(readable_function_name("main()::<lambda()>"), "main::lambda");
   EXPECT_EQ(readable_function_name("auto (anonymous namespace)::f(int)"), "{anonymous}::f");
