@@ -6,10 +6,13 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -85,7 +88,7 @@ std::string option_hint(CLI::App& app) {
 // The option values as typed, parsed after CLI11 so each error names its option.
 struct raw_fetch {
   std::string concurrency = "64", per_host, timeout = "10s", deadline, retries = "2", backoff = "100ms",
-              max_body, rate, shard, data, method, max_redirects = "10";
+              max_body, rate, shard, shard_count, data, method, max_redirects = "10";
   std::vector<std::string> headers;
 };
 
@@ -149,10 +152,26 @@ std::string finish_fetch_options(const raw_fetch& raw, bool method_given, fetch_
        }},
       {"--shard",
        [&] {
+         if (!raw.shard_count.empty() && raw.shard != "auto")
+           throw std::invalid_argument("--shard-count goes with --shard auto");
          if (raw.shard.empty()) return;
-         const shard_spec s = parse_shard(raw.shard);
+         std::optional<std::uint64_t> shards;
+         if (!raw.shard_count.empty()) {
+           std::uint64_t given = 0;
+           const auto [end, ec] = std::from_chars(raw.shard_count.data(),
+                                                  raw.shard_count.data() + raw.shard_count.size(), given);
+           if (ec != std::errc{} || end != raw.shard_count.data() + raw.shard_count.size() || given == 0)
+             throw std::invalid_argument("--shard-count " + raw.shard_count + ": a count of 1 or more");
+           shards = given;
+         }
+         const shard_spec s = raw.shard == "auto" ? shard_from_environment(
+                                                        shards, [](const char* v) { return std::getenv(v); })
+                                                  : parse_shard(raw.shard);
          o.shard_k = s.k;
          o.shard_n = s.n;
+         // "{shard}" in --out: this shard's index (one results file per shard).
+         for (std::size_t at; (at = o.out.find("{shard}")) != std::string::npos;)
+           o.out.replace(at, 7, std::to_string(s.k));
        }},
       {"--header",
        [&] {
@@ -252,8 +271,13 @@ int main(int argc, char** argv) {
   fetch->add_flag("--no-progress", no_progress, "No progress bar");
   fetch->add_option("--rate", raw.rate, "Requests per second at most, e.g. 50/s or 600/m")->type_name("RATE");
   fetch->add_flag("-q,--quiet", fo.quiet, "Only the summary's first line on stderr");
-  fetch->add_option("--shard", raw.shard, "Only inputs whose index mod N is K (indices stay global)")
-      ->type_name("K/N");
+  fetch
+      ->add_option("--shard", raw.shard,
+                   "Only inputs whose index mod N is K (indices stay global); auto: from the batch engine's "
+                   "array variables (Kubernetes, Slurm, AWS Batch)")
+      ->type_name("K/N|auto");
+  fetch->add_option("--shard-count", raw.shard_count, "With --shard auto: the number of shards (Kubernetes)")
+      ->type_name("N");
   fetch->add_flag("--retry-unsafe", fo.retry_unsafe, "Retry non-idempotent methods (POST, PATCH) too");
   fetch->add_option("--max-redirects", raw.max_redirects, "Redirects followed at most (default 10; 0: none)")
       ->type_name("N");

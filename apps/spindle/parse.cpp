@@ -120,6 +120,55 @@ shard_spec parse_shard(std::string_view text) {
   return r;
 }
 
+namespace {
+std::optional<std::uint64_t> env_number(const std::function<const char*(const char*)>& env,
+                                        const char* name) {
+  const char* v = env(name);
+  if (v == nullptr || *v == '\0') return std::nullopt;
+  std::uint64_t n = 0;
+  const std::string_view t(v);
+  const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), n);
+  if (ec != std::errc{} || end != t.data() + t.size())
+    throw std::invalid_argument(std::string(name) + "='" + v + "' is not a number");
+  return n;
+}
+}  // namespace
+
+shard_spec shard_from_environment(std::optional<std::uint64_t> count,
+                                  const std::function<const char*(const char*)>& env) {
+  shard_spec r;
+  std::string from;
+  std::optional<std::uint64_t> n;
+  if (auto k = env_number(env, "JOB_COMPLETION_INDEX")) {  // Kubernetes Indexed Job
+    r.k = *k;
+    n = env_number(env, "SPINDLE_SHARD_COUNT");
+    from = "JOB_COMPLETION_INDEX (count: --shard-count or SPINDLE_SHARD_COUNT)";
+  } else if (auto id = env_number(env, "SLURM_ARRAY_TASK_ID")) {  // Slurm array
+    const std::uint64_t min = env_number(env, "SLURM_ARRAY_TASK_MIN").value_or(0);
+    const std::uint64_t step = env_number(env, "SLURM_ARRAY_TASK_STEP").value_or(1);
+    if (*id < min || step == 0 || (*id - min) % step != 0)
+      throw std::invalid_argument("SLURM_ARRAY_TASK_ID is not MIN + a multiple of STEP");
+    r.k = (*id - min) / step;
+    n = env_number(env, "SLURM_ARRAY_TASK_COUNT");
+    from = "SLURM_ARRAY_TASK_ID/_MIN/_STEP/_COUNT";
+  } else if (auto aws = env_number(env, "AWS_BATCH_JOB_ARRAY_INDEX")) {  // AWS Batch array job
+    r.k = *aws;
+    n = env_number(env, "AWS_BATCH_JOB_ARRAY_SIZE");
+    from = "AWS_BATCH_JOB_ARRAY_INDEX/_SIZE";
+  } else {
+    throw std::invalid_argument(
+        "auto: no array index in the environment (JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or "
+        "AWS_BATCH_JOB_ARRAY_INDEX)");
+  }
+  if (count) n = count;
+  if (!n) throw std::invalid_argument("auto: the shard count is missing (" + from + ")");
+  r.n = *n;
+  if (r.n == 0 || r.k >= r.n)
+    throw std::invalid_argument("auto: index " + std::to_string(r.k) + " is not below the count " +
+                                std::to_string(r.n) + " (" + from + ")");
+  return r;
+}
+
 std::pair<std::string, std::string> parse_header(std::string_view text) {
   const auto colon = text.find(':');
   const std::string expected = "bad header '" + std::string(text) + "' (expected 'Name: value')";

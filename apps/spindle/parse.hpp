@@ -4,6 +4,8 @@
 // what was expected; the caller prefixes the option name.
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -23,6 +25,16 @@ struct shard_spec {
 };
 /// "K/N" with 0 <= K < N.
 [[nodiscard]] shard_spec parse_shard(std::string_view text);
+/// `--shard auto`: this process's shard from a batch engine's array
+/// variables, looked up with `env` (getenv in the CLI), first found wins:
+/// Kubernetes Indexed Jobs (JOB_COMPLETION_INDEX; the count from `count`,
+/// else SPINDLE_SHARD_COUNT), Slurm arrays (SLURM_ARRAY_TASK_ID minus
+/// SLURM_ARRAY_TASK_MIN, divided by SLURM_ARRAY_TASK_STEP; SLURM_ARRAY_TASK_COUNT),
+/// AWS Batch (AWS_BATCH_JOB_ARRAY_INDEX, AWS_BATCH_JOB_ARRAY_SIZE). `count`
+/// (--shard-count) overrides the engine's count. Throws invalid_argument
+/// naming the variables when none is set or the values do not make K < N.
+[[nodiscard]] shard_spec shard_from_environment(std::optional<std::uint64_t> count,
+                                                const std::function<const char*(const char*)>& env);
 /// "Name: value".
 [[nodiscard]] std::pair<std::string, std::string> parse_header(std::string_view text);
 /// "1048576", "64k", "10M", "1G" (binary multiples).

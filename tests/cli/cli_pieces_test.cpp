@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -140,6 +141,57 @@ TEST(CliOutput, ProgressLine) {
   c.ok = 90;
   EXPECT_EQ(progress_line(c),
             "\r\x1b[K[########################] 100% 100/100 ok=90 failed=10 8 in flight 50.0/s 2.0s eta 0s");
+}
+
+}  // namespace
+
+namespace {
+
+// `--shard auto` (issue #16 point 9): the shard from a batch engine's array
+// variables.
+TEST(CliParse, ShardFromTheBatchEngine) {
+  using spindle::cli::shard_from_environment;
+  auto env_of = [](std::map<std::string, std::string> vars) {
+    return [vars = std::move(vars)](const char* name) -> const char* {
+      auto it = vars.find(name);
+      return it == vars.end() ? nullptr : it->second.c_str();
+    };
+  };
+  // Kubernetes Indexed Job: the index, the count from --shard-count or SPINDLE_SHARD_COUNT.
+  auto k8s = shard_from_environment(4, env_of({{"JOB_COMPLETION_INDEX", "3"}}));
+  EXPECT_EQ(k8s.k, 3u);
+  EXPECT_EQ(k8s.n, 4u);
+  EXPECT_EQ(shard_from_environment(std::nullopt,
+                                   env_of({{"JOB_COMPLETION_INDEX", "1"}, {"SPINDLE_SHARD_COUNT", "2"}}))
+                .n,
+            2u);
+  EXPECT_THROW((void)shard_from_environment(std::nullopt, env_of({{"JOB_COMPLETION_INDEX", "1"}})),
+               std::invalid_argument);  // no count anywhere
+  // Slurm: --array=10-40:10 gives IDs 10, 20, 30, 40 (MIN 10, STEP 10, COUNT 4).
+  auto slurm = shard_from_environment(std::nullopt, env_of({{"SLURM_ARRAY_TASK_ID", "30"},
+                                                            {"SLURM_ARRAY_TASK_MIN", "10"},
+                                                            {"SLURM_ARRAY_TASK_STEP", "10"},
+                                                            {"SLURM_ARRAY_TASK_COUNT", "4"}}));
+  EXPECT_EQ(slurm.k, 2u);
+  EXPECT_EQ(slurm.n, 4u);
+  // AWS Batch.
+  auto aws = shard_from_environment(
+      std::nullopt, env_of({{"AWS_BATCH_JOB_ARRAY_INDEX", "0"}, {"AWS_BATCH_JOB_ARRAY_SIZE", "5"}}));
+  EXPECT_EQ(aws.k, 0u);
+  EXPECT_EQ(aws.n, 5u);
+  // Nothing set, a bad number, an index not below the count: errors naming what was read.
+  try {
+    (void)shard_from_environment(std::nullopt, env_of({}));
+    ADD_FAILURE() << "no error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("SLURM_ARRAY_TASK_ID"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW((void)shard_from_environment(std::nullopt, env_of({{"AWS_BATCH_JOB_ARRAY_INDEX", "x"},
+                                                                  {"AWS_BATCH_JOB_ARRAY_SIZE", "5"}})),
+               std::invalid_argument);
+  EXPECT_THROW((void)shard_from_environment(std::nullopt, env_of({{"AWS_BATCH_JOB_ARRAY_INDEX", "5"},
+                                                                  {"AWS_BATCH_JOB_ARRAY_SIZE", "5"}})),
+               std::invalid_argument);
 }
 
 }  // namespace

@@ -25,6 +25,8 @@
 
 #include "mock_api.hpp"
 
+extern char** environ;
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -59,8 +61,9 @@ class temp_dir {
 };
 
 struct child_setup {
-  int stdout_fd = -1;          // the child's stdout; -1: DIR/stdout
-  rlim_t file_size_limit = 0;  // RLIMIT_FSIZE in the child (SIGXFSZ ignored: EFBIG); 0: none
+  int stdout_fd = -1;            // the child's stdout; -1: DIR/stdout
+  rlim_t file_size_limit = 0;    // RLIMIT_FSIZE in the child (SIGXFSZ ignored: EFBIG); 0: none
+  std::vector<std::string> env;  // NAME=value added to the child's environment
 };
 
 // Starts `spindle args...` (fork and exec: the child can get a file size
@@ -73,6 +76,11 @@ pid_t start(const temp_dir& dir, const std::vector<std::string>& args, const chi
   argv.push_back(nullptr);
   const std::string out = dir.file("stdout");
   const std::string err = dir.file("stderr");
+  std::vector<std::string> env_strings = setup.env;  // (built before fork: the child only execs)
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid == 0) {  // (async-signal-safe calls only until exec)
     const int fd0 = ::open("/dev/null", O_RDONLY);
@@ -88,7 +96,7 @@ pid_t start(const temp_dir& dir, const std::vector<std::string>& args, const chi
       const rlimit lim{setup.file_size_limit, setup.file_size_limit};
       if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) ::_exit(125);
     }
-    ::execv(argv[0], argv.data());
+    ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
   EXPECT_GT(pid, 0) << "fork: " << std::strerror(errno);
@@ -356,6 +364,39 @@ TEST(RunContract, ProgressOfARegularFileHasTheTotalEarly) {
   }
   ASSERT_GE(first_done, 0) << "no progress frame with the total: " << r.err.substr(0, 2000);
   EXPECT_LT(first_done, 1900) << "the total appeared only once the input was all read";
+}
+
+}  // namespace
+
+namespace {
+
+// Issue #16 point 9: a Slurm array of 3 tasks, each `--shard auto` with
+// `--out results-{shard}.jsonl`: merged, exactly one result per input.
+TEST(RunContract, ShardsFromASlurmArrayMergeIntoOneResultPerInput) {
+  spindle::cli::mock_api api;
+  temp_dir dir;
+  constexpr std::size_t n = 500;
+  const std::string urls = write_urls(dir, api, n);
+  std::vector<pid_t> pids;
+  std::vector<child_setup> setups(3);
+  for (int task = 0; task < 3; ++task) {
+    setups[task].env = {"SLURM_ARRAY_TASK_ID=" + std::to_string(5 + task), "SLURM_ARRAY_TASK_MIN=5",
+                        "SLURM_ARRAY_TASK_COUNT=3"};
+    pids.push_back(start(
+        dir, {"fetch", "-q", "--shard", "auto", "--urls", urls, "--out", dir.file("results-{shard}.jsonl")},
+        setups[task]));
+  }
+  for (int task = 0; task < 3; ++task) {
+    const run_result r = finish(dir, pids[task], setups[task]);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+  }
+  std::string merged;
+  for (int k = 0; k < 3; ++k) {
+    const std::string part = slurp(dir.file("results-" + std::to_string(k) + ".jsonl"));
+    EXPECT_FALSE(part.empty()) << "shard " << k << " wrote nothing";
+    merged += part;
+  }
+  expect_one_result_each(merged, n);
 }
 
 }  // namespace
