@@ -1,15 +1,13 @@
-// `spindle fetch`: the run. One event loop; the inputs stream in from a
-// reader task (file reads on a one-thread pool, so a slow pipe never
-// blocks the loop) through a bounded channel into as_completed, whose
-// window of --concurrency workers runs one item each: the attempts (the
-// library's HTTP retry policy: backoff with full jitter, Retry-After), each
-// bounded by --timeout. Every item writes its own result line; a flusher
-// task writes the batch once the loop's ready tasks have run. SIGINT or
-// SIGTERM (signalfd), --deadline, or a failed write of the results stops
-// the run: the reader and the window are cancelled, cancelled items write
-// `cancelled` results, and inputs read but not started are drained from the
-// channel as `cancelled` too. Nothing read is ever without a result (after a
-// failed write, the results not written are counted as lost).
+// `spindle fetch`: option handling, input reading and output writing over
+// the library's fetch engine (spindle/http/fetch.hpp), on one event loop.
+// The inputs stream in from the arguments and the --urls file (read on a
+// one-thread pool, so a slow pipe never blocks the loop), filtered by
+// --shard and --resume, as the engine's source; the results go to a
+// result_writer as its sink, and a flusher task writes each batch once the
+// loop's ready tasks have run. SIGINT or SIGTERM (signalfd) and a failed
+// write of the results stop the engine; --deadline is the engine's own.
+// Nothing read is ever without a result (after a failed write, the results
+// not written are counted as lost).
 
 #include "fetch.hpp"
 
@@ -23,23 +21,18 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <map>
 #include <memory>
 
+#include "body_files.hpp"
 #include "line_reader.hpp"
 #include "output.hpp"
 #include "parse.hpp"
-#include "spindle/as_completed.hpp"
 #include "spindle/async_fd.hpp"
-#include "spindle/cancel_scope.hpp"
-#include "spindle/channel.hpp"
 #include "spindle/diagnostics.hpp"
-#include "spindle/event.hpp"
 #include "spindle/event_loop.hpp"
 #include "spindle/http/client.hpp"
-#include "spindle/http/url.hpp"
+#include "spindle/http/fetch.hpp"
 #include "spindle/net/tls.hpp"
-#include "spindle/rate_limiter.hpp"
 #include "spindle/sleep.hpp"
 #include "spindle/thread_pool.hpp"
 #include "spindle/watchdog.hpp"
@@ -48,105 +41,47 @@ namespace spindle::cli {
 
 namespace {
 
-struct input_item {
-  std::uint64_t index = 0;
-  std::string url;
-  std::string invalid;  // not empty: why this input is no URL (never requested)
-};
+// The inputs of this run: the URL arguments, then the --urls file's lines,
+// numbered from 0 across both; those of other shards and those --resume
+// found done are skipped (they never reach the engine).
+class cli_source final : public http::fetch_source {
+ public:
+  cli_source(const fetch_options& o, event_loop& loop, std::shared_ptr<line_reader> file, bool is_file,
+             const resume_scan& done)
+      : o_(o), file_(std::move(file)), is_file_(is_file), done_(done), pool_(pool_options(loop)) {}
 
-// An input line as an item: a line over the limit is one invalid input.
-input_item item_of(input_line&& line) {
-  input_item it;
-  it.url = std::move(line.text);
-  if (line.too_long != 0) it.invalid = "line too long: " + std::to_string(line.too_long) + " bytes";
-  return it;
-}
-
-// Where an input has a scheme: a letter, then letters, digits, '+', '-' or
-// '.', then ":/" (curl's rule). "127.0.0.1:8080/f", "localhost:8080" and
-// "example.com/x" have none.
-bool has_scheme(std::string_view text) {
-  if (text.empty() || !((text[0] >= 'a' && text[0] <= 'z') || (text[0] >= 'A' && text[0] <= 'Z')))
-    return false;
-  std::size_t i = 1;
-  while (i < text.size() &&
-         ((text[i] >= 'a' && text[i] <= 'z') || (text[i] >= 'A' && text[i] <= 'Z') ||
-          (text[i] >= '0' && text[i] <= '9') || text[i] == '+' || text[i] == '-' || text[i] == '.'))
-    ++i;
-  return text.substr(i).starts_with(":/");
-}
-
-// The URL an input names: as given, or, without a scheme (host[:port]/path),
-// http:// + input, as curl does. nullopt and `message` when it is none.
-std::optional<http::url> url_of(const input_item& it, std::string& message) {
-  if (!it.invalid.empty()) {
-    message = it.invalid;
-    return std::nullopt;
+  task<bool> next(std::vector<http::fetch_input>& out, std::size_t max) override {
+    while (next_arg_ < o_.urls.size() && out.size() < max) take(o_.urls[next_arg_++], 0, out);
+    if (next_arg_ < o_.urls.size()) co_return true;
+    if (!file_ || file_done_) co_return false;
+    if (!out.empty()) co_return true;
+    // Named, not a temporary inside the co_await: g++ 12 destroys such
+    // temporaries' captures twice (DEVELOPERS.md). The job owns the reader
+    // (shared), so an abandoned read (a pipe's, cut off by a stop)
+    // outlives this run safely.
+    auto read_batch = [f = file_, max] {
+      std::vector<input_line> lines;
+      const bool more = f->read_batch(lines, max);
+      return std::make_pair(more, std::move(lines));
+    };
+    auto reading = run_blocking(pool_, job_name{"read urls"}, std::move(read_batch));
+    std::pair<bool, std::vector<input_line>> batch = co_await std::move(reading);
+    for (input_line& line : batch.second) take(std::move(line.text), line.too_long, out);
+    if (batch.first) co_return true;
+    file_done_ = true;
+    if (file_->error() != 0)
+      error_ = file_->name() + ": line " + std::to_string(file_->line() + 1) + ": " +
+               std::strerror(file_->error());
+    co_return false;
   }
-  const bool guessed = !has_scheme(it.url);
-  try {
-    return http::url::parse(guessed ? "http://" + it.url : it.url);
-  } catch (const std::exception& e) {
-    message = e.what();
-    if (guessed) message += " (no scheme given, so http:// was assumed)";
-  }
-  return std::nullopt;
-}
+  // A regular file ends: after --deadline it is read to its end (every
+  // line its cancelled result). A pipe may never end.
+  [[nodiscard]] bool finite() const noexcept override { return !file_ || is_file_; }
 
-// Per item, across its attempts.
-struct item_state {
-  unsigned attempts = 0;
-  int status = 0;
-  std::uint64_t bytes = 0;
-  std::string body;
-  std::string final_url;  // where the last response came from (after redirects)
-  http::headers headers;  // the last response's (--include-headers)
-};
+  [[nodiscard]] const std::string& error() const noexcept { return error_; }
+  std::uint64_t skipped = 0, other_shards = 0;
 
-struct run_state {
-  const fetch_options& o;
-  event_loop& loop;
-  http::client client;
-  std::optional<rate_limiter> rate;
-  thread_pool input_pool;
-  std::shared_ptr<line_reader> file;
-  channel<input_item> inputs{1024, "fetch inputs"};
-  resume_scan resume;
-  result_writer out;
-  http::headers base_headers;
-  http::request_options ro;
-  std::shared_ptr<const retry_policy> policy;  // one for every item: not copied per item
-  time_point started;
-
-  // Progress of the input.
-  std::uint64_t next_index = 0;
-  std::size_t next_arg = 0;
-  bool input_done = false;
-  bool pool_read_pending = false;  // a read job from a pipe was cut off by a stop (it may still run)
-  bool input_is_file = false;      // a regular file: it ends, so a deadline drain can read it all
-  bool draining = false;           // the deadline drain: read on after the stop
-  std::uint64_t total_inputs = 0;  // counted ahead for the progress bar (a regular file); 0: unknown
-  std::string input_error;
-  std::uint64_t read = 0, skipped = 0, other_shards = 0;
-
-  // Results.
-  std::uint64_t ok = 0, failed = 0, retries = 0;
-  std::map<std::string, std::uint64_t> errors;
-  latency_histogram latency;
-  std::size_t in_flight = 0;
-  event idle{"fetch idle"};
-
-  // Stopping.
-  bool stopping = false;
-  bool deadline_hit = false;
-  bool output_failed = false;  // the results could not be written: the run was stopped
-  int signal = 0;
-  std::string stop_reason;
-  join_handle<void> reader, window;
-
-  run_state(const fetch_options& opts, event_loop& l, http::client_options co, int out_fd)
-      : o(opts), loop(l), client(std::move(co)), input_pool(pool_options(l)), out(out_fd), started(l.now()) {}
-
+ private:
   static thread_pool_options pool_options(event_loop& l) {
     thread_pool_options p;
     p.name = "fetch-input";
@@ -158,235 +93,100 @@ struct run_state {
     return p;
   }
 
-  void request_stop(std::string reason) {
-    if (stopping) return;
-    stopping = true;
-    stop_reason = std::move(reason);
-    if (reader.valid() && !reader.done()) reader.cancel();
-    if (window.valid() && !window.done()) window.cancel();
-  }
-
-  void emit(const fetch_result& r) {
-    out.add(r);
-    if (r.ok) {
-      ++ok;
-    } else {
-      ++failed;
-      ++errors[std::string(r.error_kind)];
-    }
-    if (r.attempts > 1) retries += r.attempts - 1;
-    if (r.attempts > 0) latency.add(r.elapsed_ms);
-  }
-
-  void emit_cancelled(std::uint64_t index, std::string_view url, unsigned attempts, double elapsed_ms) {
-    fetch_result r;
-    r.index = index;
-    r.url = url;
-    r.attempts = attempts;
-    r.elapsed_ms = elapsed_ms;
-    r.error_kind = "cancelled";
-    r.error_message = stop_reason;
-    out.add(r);
-    ++failed;
-    ++errors["cancelled"];
-  }
-
-  [[nodiscard]] double ms_since(time_point t) const {
-    return std::chrono::duration<double, std::milli>(loop.now() - t).count();
-  }
-
-  // One attempt: a non-2xx response is an http_status_error (with its
-  // Retry-After), so the retry policy sees it. What the result needs is
-  // kept in `is`, not returned: the response is not moved up the chain.
-  task<void> attempt(const http::url& u, item_state& is) {
-    ++is.attempts;
-    if (rate) co_await rate->acquire();
-    http::headers h = base_headers;
-    http::url target = u;
-    http::response r =
-        co_await client.send(o.method, std::move(target), std::move(h), o.data.value_or(std::string()), ro);
-    is.status = r.status;
-    is.bytes = r.wire_body_bytes;
-    is.final_url = std::move(r.url);
-    if (o.body) is.body = std::move(r.body);
-    std::optional<duration> retry_after;
-    if (!r.ok())
-      if (auto v = r.headers.get("Retry-After")) retry_after = http::parse_retry_after(*v);
-    if (o.include_headers) is.headers = std::move(r.headers);  // (after the last look at them)
-    if (!r.ok()) {
-      std::string reason(http::reason_phrase(r.status));
-      throw http::http_status_error(
-          r.status, "HTTP " + std::to_string(r.status) + (reason.empty() ? "" : " " + reason), retry_after);
-    }
-  }
-
-  // Not a coroutine: the attempt's (or the retry loop's) task is the item's.
-  task<void> attempts(const http::url& u, item_state& is) {
-    if (policy->max_attempts <= 1) return attempt(u, is);
-    return retry(policy, [this, &u, &is] { return attempt(u, is); });
-  }
-
-  // One input, start to result. Never throws: every way out writes a result.
-  task<void> fetch_one(input_item& it) {
-    ++in_flight;
-    const time_point start = loop.now();
-    fetch_result r;
-    r.index = it.index;
-    r.url = it.url;
-    item_state is;
-    std::exception_ptr failure;
-    std::string message;
-    std::optional<http::url> parsed = url_of(it, message);
-    if (!parsed) {
-      r.error_kind = "invalid_url";
-      r.error_message = message;
-      emit(r);
-    } else if (stopping) {
-      emit_cancelled(it.index, it.url, 0, 0);
-    } else {
-      try {
-        co_await attempts(*parsed, is);
-      } catch (...) {
-        failure = std::current_exception();
-      }
-      r.attempts = is.attempts;
-      r.elapsed_ms = ms_since(start);
-      r.status = is.status;
-      r.bytes = is.bytes;
-      r.final_url = is.final_url;
-      if (o.body) r.body = &is.body;
-      if (o.include_headers && is.status != 0) r.headers = &is.headers;
-      if (!failure) {
-        r.ok = true;
-        emit(r);
-      } else {
-        std::string kind = error_kind_of(failure, message);
-        if (kind == "cancelled") {
-          emit_cancelled(it.index, it.url, is.attempts, r.elapsed_ms);
-        } else {
-          r.error_kind = kind;
-          r.error_message = message;
-          if (is.body.empty()) r.body = nullptr;
-          emit(r);
-        }
-      }
-    }
-    if (--in_flight == 0) idle.set();
-  }
-
-  std::function<bool(const std::exception_ptr&)> base_retryable;
-  bool retryable(const std::exception_ptr& e) const {
-    try {
-      std::rethrow_exception(e);
-    } catch (const http::http_status_error& s) {
-      if (s.retry_after() && *s.retry_after() > o.max_retry_after) return false;
-    } catch (...) {
-    }
-    return base_retryable ? base_retryable(e) : false;
-  }
-
-  // Hands one input to the window without waiting when there is room (or
-  // skips it, or, once stopping, gives it its cancelled result: it was
-  // read). False: the window is full, offer() must wait; `item` is intact.
-  bool offer_now(input_item& item) {
-    const std::uint64_t index = item.index;
-    if (o.shard_n > 1 && index % o.shard_n != o.shard_k) {
+  void take(std::string text, std::uint64_t too_long, std::vector<http::fetch_input>& out) {
+    const std::uint64_t index = next_index_++;
+    if (!shard_of(o_).mine(index, text)) {
       ++other_shards;
-      return true;
+      return;
     }
-    if (resume.has(index)) {
+    if (done_.has(index)) {
       ++skipped;
-      return true;
+      return;
     }
-    if (stopping) {
-      ++read;
-      emit_cancelled(index, item.url, 0, 0);
-      return true;
-    }
-    if (inputs.try_send(std::move(item))) {  // (moves only when it succeeds)
-      ++read;
-      return true;
-    }
-    return false;
+    http::fetch_input in;
+    in.index = index;
+    in.url = std::move(text);
+    if (too_long != 0) in.invalid = "line too long: " + std::to_string(too_long) + " bytes";
+    out.push_back(std::move(in));
   }
 
-  // offer_now(), waiting for room.
-  task<void> offer(input_item item) {
-    if (offer_now(item)) co_return;
-    ++read;
-    const std::uint64_t index = item.index;
-    std::string url = item.url;
-    std::exception_ptr failure;
-    try {
-      co_await inputs.send(std::move(item));
-    } catch (...) {
-      failure = std::current_exception();
-    }
-    if (failure) emit_cancelled(index, url, 0, 0);  // cancelled (stopping): not sent
-  }
+  const fetch_options& o_;
+  std::shared_ptr<line_reader> file_;
+  bool is_file_;
+  const resume_scan& done_;
+  thread_pool pool_;
+  std::size_t next_arg_ = 0;
+  std::uint64_t next_index_ = 0;
+  bool file_done_ = false;
+  std::string error_;
+};
 
-  // Reads every input (or, after a stop, what is left: the deadline drain).
-  // A stop ends it between batches (a batch read is always offered: its
-  // lines get their results); the drain reads on.
-  task<void> read_inputs() {
-    while (next_arg < o.urls.size()) {
-      input_item item;
-      item.url = o.urls[next_arg++];
-      item.index = next_index++;
-      co_await offer(std::move(item));
-    }
-    bool cut = false;
-    while (file && !input_done) {
-      if (stopping && !draining) {
-        cut = true;  // the rest: the deadline drain (a regular file), or nothing
-        break;
-      }
-      // Named, not a temporary inside the co_await: g++ 12 destroys such
-      // temporaries' captures twice (DEVELOPERS.md). The job owns the reader
-      // (shared), so an abandoned read outlives this frame safely.
-      auto read_batch = [f = file] {
-        std::vector<input_line> lines;
-        const bool more = f->read_batch(lines, 1024);
-        return std::make_pair(more, std::move(lines));
-      };
-      auto reading = run_blocking(input_pool, job_name{"read urls"}, std::move(read_batch));
-      std::pair<bool, std::vector<input_line>> batch;
-      if (input_is_file) {
-        // A regular file's read is bounded: shielded from a stop, so the
-        // lines it took from the file are never lost (each gets its result).
-        auto guarded = shielded(std::move(reading));
-        batch = co_await std::move(guarded);
-      } else {
-        // A pipe's read may wait forever: a stop cuts it off, and what it
-        // reads then is lost (the documented rule for pipes).
-        pool_read_pending = true;
-        batch = co_await std::move(reading);
-        pool_read_pending = false;
-      }
-      for (input_line& line : batch.second) {
-        input_item item = item_of(std::move(line));
-        item.index = next_index++;
-        if (!offer_now(item)) co_await offer(std::move(item));
-      }
-      if (!batch.first) {
-        input_done = true;
-        if (file->error() != 0)
-          input_error = file->name() + ": line " + std::to_string(file->line() + 1) + ": " +
-                        std::strerror(file->error());
-      }
-    }
-    if (!cut) input_done = true;
-    inputs.close();
-  }
+// The results, as JSON lines through the writer.
+class cli_sink final : public http::fetch_sink {
+ public:
+  explicit cli_sink(result_writer& w) : out_(w) {}
+  void deliver(http::fetch_result&& r) override { out_.add(r); }
 
-  task<void> run_window() {
-    fanout_options fo;
-    fo.limit = o.concurrency;
-    auto fn = [this](input_item& it) { return fetch_one(it); };
-    auto stream = as_completed(inputs, fn, fo);
-    while (co_await stream.next()) {
-    }
-  }
+ private:
+  result_writer& out_;
+};
+
+http::fetch_options engine_options(const fetch_options& o, http::fetch_body_store* files) {
+  http::fetch_options e;
+  e.body_store = files;
+  e.concurrency = o.concurrency;
+  e.per_host = o.per_host;
+  e.timeout = o.timeout;
+  e.deadline = o.deadline;
+  e.deadline_message =
+      "the run's --deadline of " + format_duration(o.deadline) + " passed before this input finished";
+  e.retries = o.retries;
+  e.backoff = o.backoff;
+  e.max_retry_after = o.max_retry_after;
+  e.retry_unsafe = o.retry_unsafe;
+  e.rate = o.rate;
+  e.method = o.method;
+  for (const auto& [k, v] : o.headers) e.request_headers.add(k, v);
+  // --user: Basic credentials (an explicit -H Authorization wins); the
+  // client drops them on a redirect to another origin.
+  if (!o.user.empty() && !e.request_headers.contains("Authorization"))
+    e.request_headers.add("Authorization", "Basic " + base64(o.user));
+  e.body = o.data;
+  e.keep_body = o.body;
+  e.keep_headers = o.include_headers;
+  e.max_body = o.max_body;
+  e.ordered = o.ordered;
+  e.client.max_redirects = o.max_redirects;
+  e.client.allow_insecure_redirects = o.allow_insecure_redirects;
+  e.client.verify_tls = !o.insecure;
+  e.client.ca_file = o.cacert;
+  e.client.ca_path = o.capath;
+  e.client.client_certificate_file = o.cert;
+  e.client.client_key_file = o.key;
+  return e;
+}
+
+struct run_state {
+  const fetch_options& o;
+  event_loop& loop;
+  http::fetcher engine;
+  cli_source source;
+  result_writer out;
+  cli_sink sink{out};
+  time_point started;
+  std::uint64_t total_inputs = 0;  // counted ahead for the progress bar (a regular file); 0: unknown
+  bool output_failed = false;      // the results could not be written: the run was stopped
+  int signal = 0;
+  http::fetch_statistics stats;
+
+  run_state(const fetch_options& opts, event_loop& l, std::shared_ptr<line_reader> file, bool is_file,
+            const resume_scan& done, int out_fd, http::fetch_body_store* files)
+      : o(opts),
+        loop(l),
+        engine(engine_options(opts, files)),
+        source(opts, l, std::move(file), is_file, done),
+        out(out_fd, line_fields{opts.body, opts.include_headers}),
+        started(l.now()) {}
 
   task<void> flusher() {
     for (;;) {
@@ -397,19 +197,20 @@ struct run_state {
         // A dead output (closed pipe, full disk): no new request starts and
         // the in-flight ones are cancelled; their results are lost.
         output_failed = true;
-        request_stop(std::string("the output failed (") + std::strerror(out.error()) +
-                     ") before this input finished");
+        engine.stop(std::string("the output failed (") + std::strerror(out.error()) +
+                    ") before this input finished");
       }
     }
   }
 
   void draw_progress(bool final) {
+    const http::fetch_statistics& s = engine.statistics();
     progress_counts c;
-    c.ok = ok;
-    c.failed = failed;
-    c.read = read;
-    c.in_flight = in_flight;
-    c.input_done = input_done;
+    c.ok = s.ok;
+    c.failed = s.failed;
+    c.read = s.read;
+    c.in_flight = s.in_flight;
+    c.input_done = s.input_done;
     c.total = total_inputs;
     c.secs = std::chrono::duration<double>(loop.now() - started).count();
     std::fputs(final ? "\r\x1b[K" : progress_line(c).c_str(), stderr);
@@ -419,7 +220,7 @@ struct run_state {
   // For the progress bar: the inputs of a regular file that this run will
   // give results for (this shard's, not already done by --resume), counted
   // on a thread of their own with the reader's rules, ahead of the reading.
-  task<void> count_inputs() {
+  task<void> count_inputs(const resume_scan& done_inputs) {
     thread_pool_options po;
     po.name = "fetch-count";
     po.threads = 1;
@@ -431,10 +232,10 @@ struct run_state {
     if (fd < 0) co_return;
     auto file_lines = std::make_shared<line_reader>(fd, o.urls_file);
     const std::uint64_t first = o.urls.size();
-    const std::uint64_t shard_n = o.shard_n, shard_k = o.shard_k;
+    const shard_filter shard = shard_of(o);
     // (Copies: an abandoned job may outlive this run's state.)
-    auto done = std::make_shared<const resume_scan>(resume);
-    auto count = [file_lines, first, shard_n, shard_k, done] {
+    auto done = std::make_shared<const resume_scan>(done_inputs);
+    auto count = [file_lines, first, shard, done] {
       std::uint64_t here = 0;
       std::uint64_t index = first;
       std::vector<input_line> lines;
@@ -442,13 +243,13 @@ struct run_state {
         lines.clear();
         more = file_lines->read_batch(lines, 4096);
         for (std::size_t i = 0; i < lines.size(); ++i, ++index)
-          if ((shard_n <= 1 || index % shard_n == shard_k) && !done->has(index)) ++here;
+          if (shard.mine(index, lines[i].text) && !done->has(index)) ++here;
       }
       return here;
     };
     std::uint64_t args_here = 0;
     for (std::uint64_t i = 0; i < first; ++i)
-      if ((shard_n <= 1 || i % shard_n == shard_k) && !resume.has(i)) ++args_here;
+      if (shard.mine(i, o.urls[i]) && !done_inputs.has(i)) ++args_here;
     const std::uint64_t in_file = co_await run_blocking(counter, job_name{"count urls"}, std::move(count));
     total_inputs = args_here + in_file;
   }
@@ -482,62 +283,20 @@ struct run_state {
             stderr,
             "\nspindle fetch: %s: stopping (in-flight requests are cancelled; again to exit at once)\n",
             name);
-      if (stopping) {
-        stop_reason += std::string("; then interrupted by ") + name;
-      } else {
-        request_stop(std::string("interrupted by ") + name + " before this input finished");
-      }
+      engine.stop(std::string("interrupted by ") + name + " before this input finished");
     }
   }
 
-  task<void> deadline_timer() {
-    co_await sleep_for(o.deadline);
-    deadline_hit = true;
-    request_stop("the run's --deadline of " + format_duration(o.deadline) +
-                 " passed before this input finished");
-  }
-
-  static task<void> join_quietly(join_handle<void>& h) {
-    std::exception_ptr e;
-    try {
-      co_await h;
-    } catch (...) {
-      e = std::current_exception();  // cancelled: what it did is accounted for by the items
-    }
-  }
-
-  task<int> main(int sfd) {
+  task<int> main(int sfd, bool input_is_file, const resume_scan& done_inputs) {
     auto flushing = loop.spawn(flusher(), "fetch-flusher");
     auto signals = loop.spawn(watch_signals(sfd), "fetch-signals");
-    std::optional<join_handle<void>> progressing, timer;
+    std::optional<join_handle<void>> progressing, counting;
     const bool show_progress = o.progress == 1 || (o.progress == -1 && !o.quiet && ::isatty(2) != 0);
-    std::optional<join_handle<void>> counting;
     if (show_progress) {
       progressing.emplace(loop.spawn(progress(), "fetch-progress"));
-      if (input_is_file) counting.emplace(loop.spawn(count_inputs(), "fetch-count"));
+      if (input_is_file) counting.emplace(loop.spawn(count_inputs(done_inputs), "fetch-count"));
     }
-    if (o.deadline > duration::zero()) timer.emplace(loop.spawn(deadline_timer(), "fetch-deadline"));
-    reader = loop.spawn(read_inputs(), "fetch-reader");
-    window = loop.spawn(run_window(), "fetch-window");
-    co_await join_quietly(window);
-    co_await join_quietly(reader);
-    while (in_flight > 0) {
-      idle.clear();
-      co_await idle.wait();
-    }
-    // Read but never started: cancelled results.
-    while (auto it = inputs.try_receive()) emit_cancelled(it->index, it->url, 0, 0);
-    // After the deadline, the rest of the input is read too: every input
-    // gets its result (a signal means "stop now": no drain).
-    // Only from a regular file (a pipe may never end; its reads are not
-    // shielded, so a cut-off one may still be using the reader), and not
-    // after the output failed (those results could not be written).
-    if (deadline_hit && signal == 0 && !input_done && input_is_file && !pool_read_pending &&
-        out.error() == 0) {
-      draining = true;
-      co_await read_inputs();
-    }
-    if (timer) timer->cancel();
+    stats = co_await engine.run(source, sink);
     if (counting && !counting->done()) counting->cancel();
     if (progressing) {
       progressing->cancel();
@@ -548,12 +307,13 @@ struct run_state {
     out.flush();
     if (signal != 0) co_return 128 + signal;
     if (out.error() != 0) co_return exit_io;
-    if (!input_error.empty()) co_return exit_usage;
-    co_return failed > 0 ? exit_failed : exit_ok;
+    if (!source.error().empty()) co_return exit_usage;
+    co_return stats.failed > 0 ? exit_failed : exit_ok;
   }
 
-  void print_summary(int code, const std::string& out_name) const {
+  void print_summary(int code, const std::string& out_name) {
     const double secs = std::chrono::duration<double>(loop.now() - started).count();
+    const std::uint64_t ok = stats.ok, failed = stats.failed;
     const std::uint64_t done = ok + failed;
     // After a write error, the first line also says how many of the
     // results were written and how many were lost (ok + failed = both).
@@ -564,21 +324,21 @@ struct run_state {
                  static_cast<unsigned long long>(ok), static_cast<unsigned long long>(failed), secs,
                  secs > 0 ? static_cast<double>(done) / secs : 0.0, counts.c_str());
     // Errors of the run itself: also with --quiet.
-    if (!input_error.empty()) std::fprintf(stderr, "spindle fetch: reading %s\n", input_error.c_str());
+    if (!source.error().empty()) std::fprintf(stderr, "spindle fetch: reading %s\n", source.error().c_str());
     if (out.error() != 0)
       std::fprintf(
           stderr, "spindle fetch: writing %s: %s: the run was stopped; %llu results written, %llu lost\n",
           out_name.c_str(), std::strerror(out.error()), static_cast<unsigned long long>(out.written()),
           static_cast<unsigned long long>(out.lost()));
     if (o.quiet) return;
-    std::fprintf(stderr, "latency_ms p50=%.1f p90=%.1f p99=%.1f max=%.1f\n", latency.quantile(0.5),
-                 latency.quantile(0.9), latency.quantile(0.99), latency.max());
+    std::fprintf(stderr, "latency_ms p50=%.1f p90=%.1f p99=%.1f max=%.1f\n", stats.latency.quantile(0.5),
+                 stats.latency.quantile(0.9), stats.latency.quantile(0.99), stats.latency.max());
     std::string errs;
-    for (const auto& [kind, n] : errors) errs += " " + kind + "=" + std::to_string(n);
+    for (const auto& [kind, n] : stats.errors) errs += " " + kind + "=" + std::to_string(n);
     std::fprintf(stderr, "errors%s\n", errs.empty() ? " none" : errs.c_str());
-    const http::client_statistics cs = client.statistics();
+    const http::client_statistics cs = engine.http_client().statistics();
     std::fprintf(stderr, "retries=%llu connections opened=%llu reused=%llu\n",
-                 static_cast<unsigned long long>(retries), static_cast<unsigned long long>(cs.created),
+                 static_cast<unsigned long long>(stats.retries), static_cast<unsigned long long>(cs.created),
                  static_cast<unsigned long long>(cs.reused));
     const loop_statistics ls = loop.statistics();
     if (ls.stalls > 0)
@@ -588,13 +348,13 @@ struct run_state {
                        std::chrono::duration_cast<std::chrono::milliseconds>(ls.longest_stall).count()));
     if (o.resume)
       std::fprintf(stderr, "resume: %llu inputs already had a final result in %s (skipped)\n",
-                   static_cast<unsigned long long>(skipped), out_name.c_str());
+                   static_cast<unsigned long long>(source.skipped), out_name.c_str());
     if (o.shard_n > 1)
       std::fprintf(stderr, "shard %llu/%llu: %llu inputs here, %llu left to the other shards\n",
                    static_cast<unsigned long long>(o.shard_k), static_cast<unsigned long long>(o.shard_n),
-                   static_cast<unsigned long long>(read + skipped),
-                   static_cast<unsigned long long>(other_shards));
-    if (code >= 128 || deadline_hit) {
+                   static_cast<unsigned long long>(stats.read + source.skipped),
+                   static_cast<unsigned long long>(source.other_shards));
+    if (code >= 128 || stats.deadline_hit) {
       std::fprintf(stderr,
                    "stopped early: unfinished inputs have a 'cancelled' result; run again with --resume%s to "
                    "complete the run\n",
@@ -727,21 +487,6 @@ int run_fetch(const fetch_options& given) {
   const int sfd = block_signals();
   if (sfd < 0) return usage(std::string("signalfd: ") + std::strerror(errno));
 
-  http::client_options co;
-  co.max_connections_per_origin = opts.per_host != 0 ? opts.per_host : opts.concurrency;
-  co.max_connections_total = std::max<std::size_t>(opts.concurrency, co.max_connections_per_origin);
-  co.connect_timeout = opts.timeout;
-  co.header_timeout = opts.timeout;
-  co.request_timeout = opts.timeout;
-  co.max_response_bytes = opts.max_body;
-  co.max_redirects = opts.max_redirects;
-  co.allow_insecure_redirects = opts.allow_insecure_redirects;
-  co.verify_tls = !opts.insecure;
-  co.ca_file = opts.cacert;
-  co.ca_path = opts.capath;
-  co.client_certificate_file = opts.cert;
-  co.client_key_file = opts.key;
-
   event_loop::options lo;
   lo.name = "spindle-fetch";
   // A stall (something held the loop past 100 ms) is one short line when
@@ -760,33 +505,27 @@ int run_fetch(const fetch_options& given) {
   event_loop loop(lo);
   int code = exit_ok;
   {
+    std::unique_ptr<body_files> saved_bodies;  // (before st: the engine uses it)
+    std::string files_error;
     std::unique_ptr<run_state> st;
     auto run = [&]() -> task<int> {
-      st = std::make_unique<run_state>(opts, loop, co, out_fd);
-      st->file = file;
-      st->input_is_file = input_is_file;
-      st->resume = std::move(scan);
-      for (const auto& [k, v] : opts.headers) st->base_headers.add(k, v);
-      // --user: Basic credentials (an explicit -H Authorization wins); the
-      // client drops them on a redirect to another origin.
-      if (!opts.user.empty() && !st->base_headers.contains("Authorization"))
-        st->base_headers.add("Authorization", "Basic " + base64(opts.user));
-      st->ro.timeout = opts.timeout;
-      st->ro.keep_body = opts.body;
-      st->ro.max_response_bytes = opts.max_body;
-      // Non-idempotent methods get one attempt unless --retry-unsafe (the policy sees to it).
-      retry_policy policy =
-          http::http_retry_policy(opts.method, opts.retries + 1, opts.backoff, opts.retry_unsafe);
-      // A Retry-After beyond max_retry_after ends the item with its status
-      // instead of a long wait.
-      st->base_retryable = std::move(policy.retryable);
-      run_state* self = st.get();
-      policy.retryable = [self](const std::exception_ptr& e) { return self->retryable(e); };
-      st->policy = std::make_shared<const retry_policy>(std::move(policy));
-      if (opts.rate > 0) st->rate.emplace(opts.rate, std::max(1.0, opts.rate / 10), "fetch --rate");
-      co_return co_await st->main(sfd);
+      if (!opts.output_dir.empty()) {
+        try {
+          saved_bodies = std::make_unique<body_files>(
+              loop, opts.output_dir,
+              name_template(opts.name_template.empty() ? "{index}" : opts.name_template), opts.shard_k);
+        } catch (const std::exception& e) {
+          files_error = e.what();
+          co_return exit_usage;
+        }
+      }
+      st = std::make_unique<run_state>(opts, loop, file, input_is_file, scan, out_fd, saved_bodies.get());
+      co_return co_await st->main(sfd, input_is_file, scan);
     };
     code = loop.run(run());
+    if (!files_error.empty())
+      std::fprintf(stderr, "spindle fetch: --output-dir %s: %s\n", opts.output_dir.c_str(),
+                   files_error.c_str());
     if (st) st->print_summary(code, to_stdout ? std::string("stdout") : opts.out);
     st.reset();
   }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -23,6 +24,8 @@ struct fetch_options {
   duration backoff = std::chrono::milliseconds(100);
   std::string out;  ///< empty or "-": stdout
   bool body = false;
+  std::string output_dir;        ///< --output-dir: ok bodies saved here, one file each
+  std::string name_template;     ///< --name: the file names (default "{index}")
   bool include_headers = false;  ///< the response's fields in each result
   std::uint64_t max_body = 64ull * 1024 * 1024;
   std::vector<std::pair<std::string, std::string>> headers;
@@ -36,6 +39,8 @@ struct fetch_options {
   double rate = 0;    ///< requests per second, 0: unlimited
   std::uint64_t shard_k = 0;
   std::uint64_t shard_n = 1;
+  bool shard_by_host = false;  ///< --shard-by host: a host's inputs all in one shard
+  bool ordered = false;        ///< --ordered: results in input order
   int max_redirects = 10;
   bool allow_insecure_redirects = false;  ///< follow https → http (credentials still dropped)
   duration max_retry_after = std::chrono::seconds(60);
@@ -45,6 +50,22 @@ struct fetch_options {
   std::string key;     ///< --key: its private key (default: in --cert)
   std::string user;    ///< --user USER:PASSWORD: Basic credentials for the inputs' origins
 };
+
+/// Which inputs are this shard's: input k of every n by index, or, by
+/// host, those whose URL's host hashes to k (FNV-1a, the same on every
+/// machine), so each host's inputs, and its per-host limit and rate, stay
+/// in one shard.
+struct shard_filter {
+  std::uint64_t k = 0, n = 1;
+  bool by_host = false;
+  [[nodiscard]] bool mine(std::uint64_t index, std::string_view url) const;
+};
+[[nodiscard]] inline shard_filter shard_of(const fetch_options& o) noexcept {
+  return {o.shard_k, o.shard_n, o.shard_by_host};
+}
+/// The host part of an input as --shard-by host sees it: lower case,
+/// without scheme, userinfo, port or a trailing dot ("" when none).
+[[nodiscard]] std::string shard_host(std::string_view url);
 
 /// Exit codes.
 inline constexpr int exit_ok = 0;

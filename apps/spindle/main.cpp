@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "body_files.hpp"
 #include "demo.hpp"
 #include "fetch.hpp"
 #include "mock_api.hpp"
@@ -88,7 +89,7 @@ std::string option_hint(CLI::App& app) {
 // The option values as typed, parsed after CLI11 so each error names its option.
 struct raw_fetch {
   std::string concurrency = "64", per_host, timeout = "10s", deadline, retries = "2", backoff = "100ms",
-              max_body, rate, shard, shard_count, data, method, max_redirects = "10";
+              max_body, rate, shard, shard_count, shard_by = "index", data, method, max_redirects = "10";
   std::vector<std::string> headers;
 };
 
@@ -154,6 +155,9 @@ std::string finish_fetch_options(const raw_fetch& raw, bool method_given, fetch_
        [&] {
          if (!raw.shard_count.empty() && raw.shard != "auto")
            throw std::invalid_argument("--shard-count goes with --shard auto");
+         if (raw.shard_by != "index" && raw.shard_by != "host")
+           throw std::invalid_argument("--shard-by " + raw.shard_by + ": index or host");
+         o.shard_by_host = raw.shard_by == "host";
          if (raw.shard.empty()) return;
          std::optional<std::uint64_t> shards;
          if (!raw.shard_count.empty()) {
@@ -184,6 +188,19 @@ std::string finish_fetch_options(const raw_fetch& raw, bool method_given, fetch_
     } catch (const std::invalid_argument& e) {
       return std::string(name) + ": " + e.what();
     }
+  }
+  if (!o.name_template.empty()) {
+    if (o.output_dir.empty()) return "--name goes with --output-dir";
+    try {
+      (void)name_template(o.name_template);
+    } catch (const std::invalid_argument& e) {
+      return "--name: " + std::string(e.what());
+    }
+  }
+  if (!o.output_dir.empty()) {
+    if (o.body) return "--body and --output-dir together: the bodies go to the files";
+    // Bodies on disk are not held in memory: no size limit unless asked.
+    if (raw.max_body.empty()) o.max_body = std::uint64_t{1} << 50;
   }
   if (!raw.data.empty()) {
     if (raw.data.front() == '@') {
@@ -242,6 +259,17 @@ int main(int argc, char** argv) {
       ->type_name("DUR");
   fetch->add_option("-o,--out", fo.out, "Results file, JSON Lines (default stdout)")->type_name("FILE");
   fetch->add_flag("--body", fo.body, "Put each response body in its result");
+  fetch
+      ->add_option("--output-dir", fo.output_dir,
+                   "Save each ok body to a file in DIR (streamed; the result's \"path\" names it)")
+      ->type_name("DIR");
+  fetch
+      ->add_option("--name", fo.name_template,
+                   "File name in --output-dir: {index} (default), {basename}, {host}, {shard}; e.g. "
+                   "'{index}-{basename}'")
+      ->type_name("TEMPLATE");
+  fetch->add_flag("--ordered", fo.ordered,
+                  "Results in input order (a bounded reorder buffer: a slow input holds the others back)");
   fetch->add_flag("-i,--include-headers", fo.include_headers,
                   "Put each response's header fields in its result, in order");
   fetch->add_option("--max-body", raw.max_body, "Largest response body accepted (default 64M)")
@@ -276,6 +304,11 @@ int main(int argc, char** argv) {
                    "Only inputs whose index mod N is K (indices stay global); auto: from the batch engine's "
                    "array variables (Kubernetes, Slurm, AWS Batch)")
       ->type_name("K/N|auto");
+  fetch
+      ->add_option("--shard-by", raw.shard_by,
+                   "index: input K of every N (default); host: all inputs of a host in one shard, so "
+                   "--per-host and --rate hold across machines")
+      ->type_name("index|host");
   fetch->add_option("--shard-count", raw.shard_count, "With --shard auto: the number of shards (Kubernetes)")
       ->type_name("N");
   fetch->add_flag("--retry-unsafe", fo.retry_unsafe, "Retry non-idempotent methods (POST, PATCH) too");

@@ -143,27 +143,6 @@ void append_number(std::string& out, std::uint64_t v) {
 }
 }  // namespace
 
-std::string error_kind_of(const std::exception_ptr& e, std::string& message) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const spindle::error& err) {
-    message = err.what();
-    const std::string_view k = err.kind();
-    for (std::string_view known : {"invalid_url", "dns", "connect", "tls", "timeout", "protocol", "redirect",
-                                   "http_status", "cancelled"}) {
-      if (k == known) return std::string(known);
-    }
-    message = std::string(k) + ": " + message;
-    return "rejected";
-  } catch (const std::exception& err) {
-    message = err.what();
-    return "rejected";
-  } catch (...) {
-    message = "unknown exception";
-    return "rejected";
-  }
-}
-
 std::string progress_line(const progress_counts& c) {
   const std::uint64_t done = c.ok + c.failed;
   const double per_s = c.secs > 0 ? static_cast<double>(done) / c.secs : 0.0;
@@ -206,7 +185,7 @@ void append_millis(std::string& out, double ms) {
   out.append(tail, 4);
 }
 
-void append_result_line(std::string& out, const fetch_result& r) {
+void append_result_line(std::string& out, const fetch_result& r, line_fields fields) {
   using namespace std::string_view_literals;  // (no strlen per literal)
   out += "{\"index\":"sv;
   append_number(out, r.index);
@@ -241,10 +220,14 @@ void append_result_line(std::string& out, const fetch_result& r) {
     append_json_string(out, r.error_message);
     out += '}';
   }
-  if (r.headers != nullptr) {  // [[name, value], ...]: order and repeats kept (Set-Cookie)
+  if (!r.path.empty()) {
+    out += ",\"path\":"sv;
+    append_json_string(out, r.path);
+  }
+  if (fields.headers && r.status != 0) {  // [[name, value], ...]: order and repeats kept (Set-Cookie)
     out += ",\"headers\":["sv;
     bool first = true;
-    for (const auto& [name, value] : *r.headers) {
+    for (const auto& [name, value] : r.response_headers) {
       if (!first) out += ',';
       first = false;
       out += '[';
@@ -255,13 +238,13 @@ void append_result_line(std::string& out, const fetch_result& r) {
     }
     out += ']';
   }
-  if (r.body != nullptr) {
+  if (fields.body && (r.ok || !r.body.empty())) {
     out += ",\"body\":"sv;
-    if (is_text(*r.body)) {
-      append_json_string(out, *r.body);
+    if (is_text(r.body)) {
+      append_json_string(out, r.body);
     } else {
       out += '"';
-      out += base64(*r.body);
+      out += base64(r.body);
       out += "\",\"body_encoding\":\"base64\""sv;
     }
   }
@@ -273,7 +256,7 @@ void result_writer::add(const fetch_result& r) {
     ++lost_;
     return;
   }
-  append_result_line(buf_, r);
+  append_result_line(buf_, r, fields_);
   ++buffered_;
   if (buf_.size() >= (256u << 10)) flush();
   pending.set();
@@ -593,51 +576,6 @@ resume_scan prepare_resume(const std::string& path) {
   }
   scan.rewritten = true;
   return scan;
-}
-
-namespace {
-// Log-linear buckets of whole microseconds, as in HdrHistogram: exact below
-// 128 us, then 64 buckets per power of two (at most 1.6% wide). An integer
-// bit count per sample, no logarithm.
-constexpr std::uint64_t exact_below = 128, per_octave = 64;
-
-std::size_t bucket_of(std::uint64_t us) {
-  if (us < exact_below) return static_cast<std::size_t>(us);
-  const int shift = std::bit_width(us) - 7;  // us >> shift is in [64, 128)
-  return static_cast<std::size_t>(exact_below + static_cast<std::uint64_t>(shift - 1) * per_octave +
-                                  ((us >> shift) - per_octave));
-}
-
-// The middle of bucket b, in microseconds.
-double bucket_middle(std::size_t b) {
-  if (b < exact_below) return static_cast<double>(b) + 0.5;
-  const std::uint64_t k = b - exact_below;
-  const auto shift = static_cast<int>(k / per_octave + 1);
-  const std::uint64_t low = (per_octave + k % per_octave) << shift;
-  return static_cast<double>(low) + static_cast<double>(std::uint64_t{1} << shift) / 2;
-}
-}  // namespace
-
-void latency_histogram::add(double ms) {
-  const double us = ms * 1000;
-  const std::size_t b =
-      bucket_of(us >= 1 ? (us < 1e15 ? static_cast<std::uint64_t>(us) : std::uint64_t{1} << 50) : 0);
-  if (buckets_.size() <= b) buckets_.resize(b + 1, 0);
-  ++buckets_[b];
-  ++count_;
-  max_ = std::max(max_, ms);
-}
-
-double latency_histogram::quantile(double q) const {
-  if (count_ == 0) return 0;
-  const auto rank =
-      std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(count_))));
-  std::uint64_t seen = 0;
-  for (std::size_t b = 0; b < buckets_.size(); ++b) {
-    seen += buckets_[b];
-    if (seen >= rank && buckets_[b] != 0) return std::min(max_, bucket_middle(b) / 1000);
-  }
-  return max_;
 }
 
 }  // namespace spindle::cli

@@ -11,26 +11,17 @@
 
 #include "spindle/event.hpp"
 
-#include "spindle/http/message.hpp"
+#include "spindle/http/fetch.hpp"
 
 namespace spindle::cli {
 
-/// One input's final result.
-struct fetch_result {
-  std::uint64_t index = 0;
-  std::string_view url;
-  bool ok = false;
-  int status = 0;  ///< 0: no response (null in JSON)
-  unsigned attempts = 0;
-  double elapsed_ms = 0;
-  std::uint64_t bytes = 0;
-  /// The URL of the last response (after redirects); empty: no response.
-  std::string_view final_url;
-  std::string_view error_kind;  ///< empty when ok
-  std::string_view error_message;
-  const std::string* body = nullptr;  ///< with --body
-  /// With --include-headers: the last response's fields, in order.
-  const http::headers* headers = nullptr;
+/// One input's final result: the library's (spindle/http/fetch.hpp).
+using http::fetch_result;
+
+/// Which optional fields a result line has.
+struct line_fields {
+  bool body = false;     ///< --body: "body" for ok results and failed ones with a body
+  bool headers = false;  ///< --include-headers: "headers" when there was a response
 };
 
 /// Appends `s` as a JSON string (quoted, escaped; invalid UTF-8 bytes become U+FFFD).
@@ -39,11 +30,6 @@ void append_json_string(std::string& out, std::string_view s);
 [[nodiscard]] bool is_text(std::string_view s) noexcept;
 /// Standard base64 with padding.
 [[nodiscard]] std::string base64(std::string_view s);
-/// A failure's kind for the output, one of the documented kinds (a spindle
-/// error of another kind, or any other exception: "rejected"), and its
-/// message in `message`.
-[[nodiscard]] std::string error_kind_of(const std::exception_ptr& e, std::string& message);
-
 /// What the progress bar shows.
 struct progress_counts {
   std::uint64_t ok = 0, failed = 0;
@@ -63,7 +49,7 @@ struct progress_counts {
 /// `ms` with exactly three decimals ("12.346"), rounded to the microsecond.
 void append_millis(std::string& out, double ms);
 /// The result as one JSON object and a newline.
-void append_result_line(std::string& out, const fetch_result& r);
+void append_result_line(std::string& out, const fetch_result& r, line_fields fields = {});
 
 /// Result lines, written in batches: add() appends and sets `pending`; the
 /// fetch's flusher task writes the batch once the loop's ready tasks have
@@ -74,7 +60,7 @@ void append_result_line(std::string& out, const fetch_result& r);
 /// later add()) counts as lost.
 class result_writer {
  public:
-  explicit result_writer(int fd) : fd_(fd) {}
+  explicit result_writer(int fd, line_fields fields = {}) : fd_(fd), fields_(fields) {}
   void add(const fetch_result& r);
   void flush() noexcept;
   /// The first write error (an errno value), 0 while none.
@@ -87,6 +73,7 @@ class result_writer {
 
  private:
   int fd_;
+  line_fields fields_;
   std::string buf_;
   std::uint64_t buffered_ = 0;  // lines in buf_
   std::uint64_t written_ = 0, lost_ = 0;
@@ -131,19 +118,5 @@ inline constexpr std::uint64_t max_resume_index = std::uint64_t{1} << 30;
 /// temporary file beside it (same mode, fsync, rename over the file a
 /// symlink points to); every other line is kept, in order, byte for byte.
 [[nodiscard]] resume_scan prepare_resume(const std::string& path);
-
-/// Log-bucketed latencies (about 1% resolution), bounded memory.
-class latency_histogram {
- public:
-  void add(double ms);
-  [[nodiscard]] double quantile(double q) const;  ///< 0 when empty
-  [[nodiscard]] double max() const noexcept { return max_; }
-  [[nodiscard]] std::uint64_t count() const noexcept { return count_; }
-
- private:
-  std::vector<std::uint64_t> buckets_;
-  std::uint64_t count_ = 0;
-  double max_ = 0;
-};
 
 }  // namespace spindle::cli

@@ -1,5 +1,7 @@
 #include "parse.hpp"
 
+#include "fetch.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -218,6 +220,33 @@ std::string format_duration(duration d) {
     std::snprintf(buf, sizeof buf, "%g s", ms / 1000);
   }
   return buf;
+}
+
+std::string shard_host(std::string_view url) {
+  if (const auto at = url.find("://"); at != std::string_view::npos) url.remove_prefix(at + 3);
+  url = url.substr(0, std::min(url.size(), url.find_first_of("/?#")));
+  if (const auto at = url.rfind('@'); at != std::string_view::npos) url.remove_prefix(at + 1);
+  if (url.starts_with('[')) {
+    url = url.substr(0, std::min(url.size(), url.find(']') + 1));
+  } else {
+    url = url.substr(0, std::min(url.size(), url.find(':')));
+  }
+  if (url.ends_with('.')) url.remove_suffix(1);
+  std::string host(url);
+  for (char& c : host)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return host;
+}
+
+bool shard_filter::mine(std::uint64_t index, std::string_view url) const {
+  if (n <= 1) return true;
+  if (!by_host) return index % n == k;
+  std::uint64_t h = 14695981039346656037ull;  // FNV-1a 64: stable across machines and builds
+  for (const char c : shard_host(url)) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ull;
+  }
+  return h % n == k;
 }
 
 }  // namespace spindle::cli

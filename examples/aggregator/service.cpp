@@ -13,6 +13,7 @@
 #include "pg_pool.hpp"
 #include "spindle/gather.hpp"
 #include "spindle/http/client.hpp"
+#include "spindle/http/fetch.hpp"
 #include "spindle/http/metrics.hpp"
 #include "spindle/prometheus.hpp"
 #include "target.hpp"
@@ -123,16 +124,7 @@ task<json> run_subquery(service::backends& b, graph_request r, std::size_t i, do
       params.push_back(r.id);
       co_return co_await b.sqlite->query(std::move(sql), std::move(params), r.sqlite_delay_ms);
     }
-    case backend::http: {
-      std::string url = b.api_base_url + "/" + q.text + "/" + std::to_string(r.id) +
-                        "?delay_ms=" + std::to_string(r.http_delay_ms);
-      http::request_options o;
-      o.throw_on_status = true;
-      http::response resp = co_await b.api->get(std::move(url), o);
-      json doc = json::parse(resp.body, nullptr, false);
-      if (doc.is_discarded()) throw bad_payload_error("the API answered something that is not JSON");
-      co_return doc;
-    }
+    case backend::http: break;  // (the HTTP sub-queries go through the fetch engine: fetch_http)
   }
   throw std::logic_error("unknown backend");
 }
@@ -170,17 +162,92 @@ json merge(service::backends& b, const graph_request& r, std::vector<spindle::ou
   };
 }
 
+/// A failed fetch result as an error of its kind (for the outcome).
+class fetch_failure : public spindle::error {
+ public:
+  fetch_failure(std::string kind, std::string message) : error(std::move(message)), kind_(std::move(kind)) {}
+  [[nodiscard]] const char* kind() const noexcept override { return kind_.c_str(); }
+
+ private:
+  std::string kind_;
+};
+
+/// The sub-queries of one /graph request, as they end.
+struct graph_parts {
+  std::vector<std::size_t> db;    // the indices of the database sub-queries
+  std::vector<std::size_t> http;  // those of the HTTP ones
+  std::vector<spindle::outcome<json>> db_outcomes;
+  std::vector<http::fetch_result> fetched;
+};
+
+/// The HTTP sub-queries: one run of the library's fetch engine over the
+/// shared client (its per-origin pool), each bounded by the sub-query
+/// timeout. No retries: the timeout is the sub-query's whole budget.
+task<void> fetch_http(service::backends& b, graph_request r, graph_parts& parts) {
+  std::vector<std::string> urls;
+  for (std::size_t i : parts.http)
+    urls.push_back(b.api_base_url + "/" + subqueries[i].text + "/" + std::to_string(r.id) +
+                   "?delay_ms=" + std::to_string(r.http_delay_ms));
+  http::fetch_options fo;
+  fo.concurrency = r.sequential ? 1 : urls.size();  // one at a time: the sum of the latencies
+  fo.timeout = r.timeout;
+  fo.retries = 0;
+  fo.keep_body = true;
+  parts.fetched = co_await http::fetch_all(*b.api, std::move(urls), fo);
+}
+
+task<void> run_databases(service::backends& b, graph_request r, graph_parts& parts,
+                         std::vector<double>& elapsed) {
+  auto make = [&b, &elapsed, r](std::size_t i) { return run_subquery(b, r, i, elapsed[i]); };
+  spindle::fanout_options opts;
+  opts.per_item_timeout = r.timeout;
+  opts.limit = r.sequential ? 1 : 0;
+  parts.db_outcomes = co_await spindle::gather_settled(parts.db, make, opts);
+}
+
+/// An HTTP sub-query's outcome: the API's JSON, or the result's typed error.
+spindle::outcome<json> outcome_of(http::fetch_result& f) {
+  if (!f.ok) return std::make_exception_ptr(fetch_failure(f.error_kind, f.error_message));
+  json doc = json::parse(f.body, nullptr, false);
+  if (doc.is_discarded())
+    return std::make_exception_ptr(bad_payload_error("the API answered something that is not JSON"));
+  return doc;
+}
+
 /// One /graph request, on the loop: every sub-query ends in an outcome.
+/// The database sub-queries and the HTTP ones run side by side (one after
+/// the other, each one at a time, in sequential mode).
 task<json> fan_out(std::shared_ptr<service::backends> b, graph_request r) {
   const auto started = std::chrono::steady_clock::now();
   std::vector<double> elapsed(subqueries.size(), 0.0);
-  auto make = [&b, &elapsed, r](std::size_t i) { return run_subquery(*b, r, i, elapsed[i]); };
-  spindle::fanout_options opts;
-  opts.per_item_timeout = r.timeout;
-  opts.limit = r.sequential ? 1 : 0;  // one at a time: the sum of the latencies
-  auto outcomes =
-      co_await spindle::gather_settled(std::views::iota(std::size_t{0}, subqueries.size()), make, opts);
+  graph_parts parts;
+  for (std::size_t i = 0; i < subqueries.size(); ++i)
+    (subqueries[i].source == backend::http ? parts.http : parts.db).push_back(i);
+  auto part = [&b, &parts, &elapsed, r](int which) {
+    return which == 0 ? run_databases(*b, r, parts, elapsed) : fetch_http(*b, r, parts);
+  };
+  spindle::fanout_options po;
+  po.limit = r.sequential ? 1 : 0;
+  auto ended = co_await spindle::gather_settled(std::views::iota(0, 2), part, po);
 
+  std::vector<spindle::outcome<json>> outcomes;
+  outcomes.reserve(subqueries.size());
+  std::size_t next_db = 0, next_http = 0;
+  for (std::size_t i = 0; i < subqueries.size(); ++i) {
+    if (subqueries[i].source != backend::http) {
+      if (next_db < parts.db_outcomes.size()) {
+        outcomes.push_back(std::move(parts.db_outcomes[next_db++]));
+      } else {
+        outcomes.emplace_back(ended[0].error());  // (the part itself failed)
+      }
+    } else if (next_http < parts.fetched.size()) {
+      http::fetch_result& f = parts.fetched[next_http++];
+      elapsed[i] = f.elapsed_ms;
+      outcomes.push_back(outcome_of(f));
+    } else {
+      outcomes.emplace_back(ended[1].error());
+    }
+  }
   co_return merge(*b, r, outcomes, elapsed, started);
 }
 

@@ -88,40 +88,6 @@ TEST(CliOutput, ResultLinesAndMilliseconds) {
   EXPECT_TRUE(json::parse(line).is_object());
 }
 
-TEST(CliOutput, LatencyQuantilesAreWithinTwoPercent) {
-  using namespace spindle::cli;
-  latency_histogram h;
-  EXPECT_EQ(h.quantile(0.5), 0);
-  // 1..10000 ms in 1 ms steps (and one sample under a microsecond).
-  h.add(0.0001);
-  for (int i = 1; i <= 10000; ++i) h.add(i);
-  EXPECT_EQ(h.count(), 10001u);
-  EXPECT_EQ(h.max(), 10000);
-  for (double q : {0.5, 0.9, 0.99}) {
-    const double want = q * 10001 - 1;  // the rank's value, in ms
-    EXPECT_NEAR(h.quantile(q), want, want * 0.02) << q;
-  }
-  EXPECT_EQ(h.quantile(1.0), 10000);  // never above the largest sample
-  EXPECT_LT(h.quantile(0.00001), 0.001);
-  latency_histogram small;
-  for (int us = 1; us <= 100; ++us) small.add(us / 1000.0);  // exact below 128 us
-  EXPECT_NEAR(small.quantile(0.5), 0.0505, 1e-9);
-}
-
-TEST(CliOutput, ErrorKindsAreTheDocumentedOnesOrRejected) {
-  using namespace spindle::cli;
-  std::string message;
-  EXPECT_EQ(error_kind_of(std::make_exception_ptr(spindle::timeout_error("too slow")), message), "timeout");
-  EXPECT_EQ(message, "too slow");
-  // A spindle error of another kind: rejected, its kind kept in the message.
-  EXPECT_EQ(error_kind_of(std::make_exception_ptr(spindle::usage_error("bad call")), message), "rejected");
-  EXPECT_EQ(message, "usage: bad call");
-  EXPECT_EQ(error_kind_of(std::make_exception_ptr(std::runtime_error("odd")), message), "rejected");
-  EXPECT_EQ(message, "odd");
-  EXPECT_EQ(error_kind_of(std::make_exception_ptr(42), message), "rejected");
-  EXPECT_EQ(message, "unknown exception");
-}
-
 TEST(CliOutput, ProgressLine) {
   using namespace spindle::cli;
   progress_counts c;
