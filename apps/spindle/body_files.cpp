@@ -1,6 +1,7 @@
 #include "body_files.hpp"
 
 #include <fcntl.h>
+#include <stdio.h>  // renameat2
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -207,6 +208,9 @@ class body_file final : public http::fetch_body_target {
           ::unlink(f->temp.c_str());
           return target;
         }
+        if ((errno == EPERM || errno == EOPNOTSUPP) &&
+            ::renameat2(AT_FDCWD, f->temp.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) == 0)
+          return target;  // a file system without hard links (vfat)
         if (errno != EEXIST) fail("--output-dir: " + target, errno);
       }
       fail("--output-dir: " + first + ": 10000 files of that name already", EEXIST);

@@ -11,8 +11,6 @@
 #include "spindle/http/fetch.hpp"
 
 #include <algorithm>
-#include <bit>
-#include <cmath>
 #include <cstdio>
 #include <deque>
 #include <unordered_map>
@@ -31,54 +29,7 @@
 
 namespace spindle::http {
 
-const std::vector<std::string_view>& fetch_error_kinds() {
-  static const std::vector<std::string_view> kinds{"invalid_url", "dns",      "connect",  "tls",
-                                                   "timeout",     "protocol", "redirect", "http_status",
-                                                   "cancelled",   "rejected"};
-  return kinds;
-}
-
-std::string fetch_error_kind(const std::exception_ptr& e, std::string& message) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const spindle::error& err) {
-    message = err.what();
-    const std::string_view k = err.kind();
-    for (std::string_view known : fetch_error_kinds())
-      if (k == known && k != "rejected") return std::string(known);
-    message = std::string(k) + ": " + message;
-    return "rejected";
-  } catch (const std::exception& err) {
-    message = err.what();
-    return "rejected";
-  } catch (...) {
-    message = "unknown exception";
-    return "rejected";
-  }
-}
-
 namespace {
-
-// Log-linear buckets of whole microseconds, as in HdrHistogram: exact below
-// 128 us, then 64 buckets per power of two (at most 1.6% wide). An integer
-// bit count per sample, no logarithm.
-constexpr std::uint64_t exact_below = 128, per_octave = 64;
-
-std::size_t bucket_of(std::uint64_t us) {
-  if (us < exact_below) return static_cast<std::size_t>(us);
-  const int shift = std::bit_width(us) - 7;  // us >> shift is in [64, 128)
-  return static_cast<std::size_t>(exact_below + static_cast<std::uint64_t>(shift - 1) * per_octave +
-                                  ((us >> shift) - per_octave));
-}
-
-// The middle of bucket b, in microseconds.
-double bucket_middle(std::size_t b) {
-  if (b < exact_below) return static_cast<double>(b) + 0.5;
-  const std::uint64_t k = b - exact_below;
-  const auto shift = static_cast<int>(k / per_octave + 1);
-  const std::uint64_t low = (per_octave + k % per_octave) << shift;
-  return static_cast<double>(low) + static_cast<double>(std::uint64_t{1} << shift) / 2;
-}
 
 // Where an input has a scheme: a letter, then letters, digits, '+', '-' or
 // '.', then ":/" (curl's rule). "127.0.0.1:8080/f", "localhost:8080" and
@@ -174,28 +125,6 @@ std::string duration_text(duration d) {
 }
 
 }  // namespace
-
-void latency_histogram::add(double ms) {
-  const double us = ms * 1000;
-  const std::size_t b =
-      bucket_of(us >= 1 ? (us < 1e15 ? static_cast<std::uint64_t>(us) : std::uint64_t{1} << 50) : 0);
-  if (buckets_.size() <= b) buckets_.resize(b + 1, 0);
-  ++buckets_[b];
-  ++count_;
-  max_ = std::max(max_, ms);
-}
-
-double latency_histogram::quantile(double q) const {
-  if (count_ == 0) return 0;
-  const auto rank =
-      std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(count_))));
-  std::uint64_t seen = 0;
-  for (std::size_t b = 0; b < buckets_.size(); ++b) {
-    seen += buckets_[b];
-    if (seen >= rank && buckets_[b] != 0) return std::min(max_, bucket_middle(b) / 1000);
-  }
-  return max_;
-}
 
 struct fetcher::impl {
   fetch_options o;
@@ -329,42 +258,60 @@ struct fetcher::impl {
       gate->held = true;
     }
     if (rate) co_await rate->acquire();
-    std::unique_ptr<fetch_body_target> target;
-    request_options ro_now = ro;
     if (o.body_store != nullptr) {
-      target = o.body_store->open(in, is.attempts);
-      ro_now.sink = target.get();
+      co_await attempt_to_store(in, u, is);
+      co_return;
     }
+    // The response is made once, in place (no try here: a failure goes up
+    // to the retry loop as it is).
+    headers h = o.request_headers;
+    url target = u;
+    response r =
+        co_await c->send(o.method, std::move(target), std::move(h), o.body.value_or(std::string()), ro);
+    take(r, is);
+  }
+
+  // An attempt whose body goes to the body store: an ok one commits it,
+  // any other ending discards it.
+  task<void> attempt_to_store(const fetch_input& in, const url& u, item_state& is) {
+    std::unique_ptr<fetch_body_target> target = o.body_store->open(in, is.attempts);
+    request_options ro_now = ro;
+    ro_now.sink = target.get();
     headers h = o.request_headers;
     url where = u;
-    std::string body = o.body.value_or(std::string());
-    std::string method = o.method;
     std::exception_ptr failure;
-    response r;
+    std::optional<response> r;
     try {
-      r = co_await c->send(std::move(method), std::move(where), std::move(h), std::move(body), ro_now);
+      r.emplace(
+          co_await c->send(o.method, std::move(where), std::move(h), o.body.value_or(std::string()), ro_now));
+      if (r->ok()) {
+        take_head(*r, is);
+        is.path = co_await target->commit();
+        target.reset();
+      }
     } catch (...) {
       failure = std::current_exception();
-    }
-    if (!failure) {
-      is.status = r.status;
-      is.bytes = r.wire_body_bytes;
-      is.final_url = std::move(r.url);
-      if (o.keep_body) is.body = std::move(r.body);
-      if (target && r.ok()) {
-        try {
-          is.path = co_await target->commit();
-          target.reset();
-        } catch (...) {
-          failure = std::current_exception();
-        }
-      }
     }
     if (target) {
       auto discarding = shielded(target->discard());
       co_await std::move(discarding);
     }
     if (failure) std::rethrow_exception(failure);
+    take(*r, is);
+  }
+
+  // What the result needs from the response (not the body).
+  void take_head(response& r, item_state& is) const {
+    is.status = r.status;
+    is.bytes = r.wire_body_bytes;
+    is.final_url = std::move(r.url);
+  }
+
+  // The response into `is`; a non-2xx one is an http_status_error (with its
+  // Retry-After), so the retry policy sees it.
+  void take(response& r, item_state& is) const {
+    take_head(r, is);
+    if (o.keep_body) is.body = std::move(r.body);
     std::optional<duration> retry_after;
     if (!r.ok())
       if (auto v = r.headers.get("Retry-After")) retry_after = parse_retry_after(*v);
@@ -387,6 +334,19 @@ struct fetcher::impl {
     ++st.in_flight;
     std::string message;
     std::optional<url> parsed = url_of(q.input, message);
+    bool cancelled = parsed && stopping;
+    if (parsed && o.ordered && !cancelled) {
+      std::exception_ptr waited;
+      try {
+        while (!stopping && q.seq - deliver_seq >= reorder_limit) {
+          room.clear();
+          co_await room.wait();
+        }
+      } catch (...) {
+        waited = std::current_exception();
+      }
+      cancelled = stopping || waited != nullptr;
+    }
     if (!parsed) {
       fetch_result r;
       r.index = q.input.index;
@@ -394,45 +354,30 @@ struct fetcher::impl {
       r.error_kind = "invalid_url";
       r.error_message = std::move(message);
       deliver(std::move(r), q.seq);
+    } else if (cancelled) {
+      deliver_cancelled(q, 0, 0);
     } else {
-      bool cancelled = stopping;
-      if (o.ordered && !cancelled) {
-        std::exception_ptr waited;
-        try {
-          while (!stopping && q.seq - deliver_seq >= reorder_limit) {
-            room.clear();
-            co_await room.wait();
-          }
-        } catch (...) {
-          waited = std::current_exception();
-        }
-        cancelled = stopping || waited != nullptr;
+      const time_point start = loop->now();
+      item_state is;
+      std::exception_ptr failure;
+      try {
+        co_await attempts(q.input, *parsed, is);
+      } catch (...) {
+        failure = std::current_exception();
       }
-      if (cancelled) {
-        deliver_cancelled(q, 0, 0);
-      } else {
-        co_await run_attempts(q, *parsed);
-      }
+      finish(q, is, failure, ms_since(start));
     }
     if (--st.in_flight == 0) idle.set();
   }
 
-  task<void> run_attempts(queued& q, const url& u) {
-    const time_point start = loop->now();
-    item_state is;
-    std::exception_ptr failure;
-    try {
-      co_await attempts(q.input, u, is);
-    } catch (...) {
-      failure = std::current_exception();
-    }
-    const double elapsed = ms_since(start);
+  // The result of an input that made its attempts.
+  void finish(queued& q, item_state& is, const std::exception_ptr& failure, double elapsed) {
     std::string message;
     std::string kind;
     if (failure) kind = fetch_error_kind(failure, message);
     if (kind == "cancelled") {
       deliver_cancelled(q, is.attempts, elapsed);
-      co_return;
+      return;
     }
     fetch_result r;
     r.index = q.input.index;

@@ -1,0 +1,86 @@
+// The fetch engine's error kinds and latency histogram
+// (include/spindle/http/fetch.hpp).
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+
+#include "spindle/error.hpp"
+#include "spindle/http/fetch.hpp"
+
+namespace spindle::http {
+
+const std::vector<std::string_view>& fetch_error_kinds() {
+  static const std::vector<std::string_view> kinds{"invalid_url", "dns",      "connect",  "tls",
+                                                   "timeout",     "protocol", "redirect", "http_status",
+                                                   "cancelled",   "rejected"};
+  return kinds;
+}
+
+std::string fetch_error_kind(const std::exception_ptr& e, std::string& message) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const spindle::error& err) {
+    message = err.what();
+    const std::string_view k = err.kind();
+    for (std::string_view known : fetch_error_kinds())
+      if (k == known && k != "rejected") return std::string(known);
+    message = std::string(k) + ": " + message;
+    return "rejected";
+  } catch (const std::exception& err) {
+    message = err.what();
+    return "rejected";
+  } catch (...) {
+    message = "unknown exception";
+    return "rejected";
+  }
+}
+
+namespace {
+
+// Log-linear buckets of whole microseconds, as in HdrHistogram: exact below
+// 128 us, then 64 buckets per power of two (at most 1.6% wide). An integer
+// bit count per sample, no logarithm.
+constexpr std::uint64_t exact_below = 128, per_octave = 64;
+
+std::size_t bucket_of(std::uint64_t us) {
+  if (us < exact_below) return static_cast<std::size_t>(us);
+  const int shift = std::bit_width(us) - 7;  // us >> shift is in [64, 128)
+  return static_cast<std::size_t>(exact_below + static_cast<std::uint64_t>(shift - 1) * per_octave +
+                                  ((us >> shift) - per_octave));
+}
+
+// The middle of bucket b, in microseconds.
+double bucket_middle(std::size_t b) {
+  if (b < exact_below) return static_cast<double>(b) + 0.5;
+  const std::uint64_t k = b - exact_below;
+  const auto shift = static_cast<int>(k / per_octave + 1);
+  const std::uint64_t low = (per_octave + k % per_octave) << shift;
+  return static_cast<double>(low) + static_cast<double>(std::uint64_t{1} << shift) / 2;
+}
+
+}  // namespace
+
+void latency_histogram::add(double ms) {
+  const double us = ms * 1000;
+  const std::size_t b =
+      bucket_of(us >= 1 ? (us < 1e15 ? static_cast<std::uint64_t>(us) : std::uint64_t{1} << 50) : 0);
+  if (buckets_.size() <= b) buckets_.resize(b + 1, 0);
+  ++buckets_[b];
+  ++count_;
+  max_ = std::max(max_, ms);
+}
+
+double latency_histogram::quantile(double q) const {
+  if (count_ == 0) return 0;
+  const auto rank =
+      std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(count_))));
+  std::uint64_t seen = 0;
+  for (std::size_t b = 0; b < buckets_.size(); ++b) {
+    seen += buckets_[b];
+    if (seen >= rank && buckets_[b] != 0) return std::min(max_, bucket_middle(b) / 1000);
+  }
+  return max_;
+}
+
+}  // namespace spindle::http
