@@ -5,10 +5,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -16,158 +13,23 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "cli_support.hpp"
 #include "mock_api.hpp"
 #include "output.hpp"
 #include "parse.hpp"
 #include "support/fault_server.hpp"
 
-extern char** environ;
-
 namespace {
 
 using namespace std::chrono_literals;
-using json = nlohmann::json;
-
-struct run_result {
-  int exit_code = -1;
-  std::string out;      // stdout
-  std::string err;      // stderr
-  long max_rss_kb = 0;  // the program's own peak (VmHWM), see finish()
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-class temp_dir {
- public:
-  temp_dir() {
-    char tmpl[] = "/tmp/spindle-cli-test-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~temp_dir() { std::filesystem::remove_all(path_); }
-  [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-// Starts `program args...` (stdout/stderr to files in `dir`).
-pid_t start_program(const temp_dir& dir, const std::string& program, const std::vector<std::string>& args,
-                    const std::string& stdin_file = "");
-
-// Starts `spindle args...`; stdout/stderr to files in `dir`.
-pid_t start(const temp_dir& dir, const std::vector<std::string>& args, const std::string& stdin_file = "") {
-  return start_program(dir, SPINDLE_CLI_PATH, args, stdin_file);
-}
-
-pid_t start_program(const temp_dir& dir, const std::string& program, const std::vector<std::string>& args,
-                    const std::string& stdin_file) {
-  std::vector<std::string> all{program};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, dir.file("stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, dir.file("stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 0, stdin_file.empty() ? "/dev/null" : stdin_file.c_str(), O_RDONLY,
-                                   0);
-  pid_t pid = -1;
-  const int rc = posix_spawnp(&pid, program.c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  EXPECT_EQ(rc, 0) << "posix_spawn " << program;
-  return pid;
-}
-
-// The peak RSS of a running process's memory (VmHWM, KiB), or 0 if gone.
-long peak_rss_kb(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.starts_with("VmHWM:")) return std::stol(line.substr(6));
-  }
-  return 0;
-}
-
-// Waits (bounded: a hang fails the test, the child is killed). The peak RSS
-// is read from /proc while the child runs: wait4's ru_maxrss is no good,
-// because posix_spawn's child shares our memory until its exec, and the
-// kernel counts our own peak (large under ASan) as the child's.
-run_result finish(const temp_dir& dir, pid_t pid, std::chrono::seconds limit = 120s) {
-  run_result r;
-  const auto until = std::chrono::steady_clock::now() + limit;
-  int status = 0;
-  rusage ru{};
-  for (;;) {
-    r.max_rss_kb =
-        std::max(r.max_rss_kb, peak_rss_kb(pid));  // VmHWM only grows: the last reading is the peak so far
-    const pid_t got = ::wait4(pid, &status, WNOHANG, &ru);
-    if (got == pid) break;
-    if (std::chrono::steady_clock::now() > until) {
-      ::kill(pid, SIGKILL);
-      ::wait4(pid, &status, 0, &ru);
-      ADD_FAILURE() << "spindle did not finish within " << limit.count() << " s";
-      break;
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(dir.file("stdout"));
-  r.err = slurp(dir.file("stderr"));
-  return r;
-}
-
-run_result run(const temp_dir& dir, const std::vector<std::string>& args,
-               const std::string& stdin_file = "") {
-  return finish(dir, start(dir, args, stdin_file));
-}
-
-std::vector<json> lines_of(const std::string& text) {
-  std::vector<json> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = json::parse(line, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << line;
-    if (!j.is_discarded()) out.push_back(j);
-  }
-  return out;
-}
-
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary);
-  f << text;
-}
-
-// Every index 0..n-1 exactly once.
-void expect_one_result_per_input(const std::vector<json>& results, std::size_t n) {
-  std::set<std::uint64_t> seen;
-  for (const auto& r : results) {
-    EXPECT_TRUE(seen.insert(r["index"].get<std::uint64_t>()).second) << "duplicate index " << r["index"];
-  }
-  EXPECT_EQ(results.size(), n);
-  EXPECT_EQ(seen.size(), n);
-  if (!seen.empty()) {
-    EXPECT_EQ(*seen.rbegin(), n - 1);
-  }
-}
+using namespace spindle::cli_test;
 
 spindle::test::fault_server& faults() {
   static spindle::test::fault_server server;
@@ -368,7 +230,9 @@ TEST(CliFetch, DeadlineWithAnOpenPipeStillEnds) {
   ASSERT_GE(w, 0);
   const std::string lines = faults().base_url() + "/ok\n" + faults().base_url() + "/delay?ms=60000\n";
   ASSERT_EQ(::write(w, lines.data(), lines.size()), static_cast<ssize_t>(lines.size()));
-  run_result r = finish(dir, start(dir, {"fetch", "-q", "--urls", "-", "--deadline", "500ms"}, fifo), 60s);
+  const child_setup from_fifo{.stdin_file = fifo};
+  run_result r = finish(dir, start(dir, {"fetch", "-q", "--urls", "-", "--deadline", "500ms"}, from_fifo),
+                        from_fifo, 60s);
   ::close(w);
   EXPECT_EQ(r.exit_code, 3) << r.err;
   auto results = lines_of(r.out);
@@ -407,7 +271,7 @@ TEST(CliFetch, StdinInputStreams) {
   temp_dir dir;
   const std::string b = faults().base_url();
   write_file(dir.file("in.txt"), b + "/ok\n" + b + "/ok\n");
-  run_result r = run(dir, {"fetch", "-q", "--urls", "-"}, dir.file("in.txt"));
+  run_result r = run(dir, {"fetch", "-q", "--urls", "-"}, {.stdin_file = dir.file("in.txt")});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   expect_one_result_per_input(lines_of(r.out), 2);
 }
@@ -420,11 +284,11 @@ TEST(CliFetch, LinesFromAPipeAreFetchedAsTheyArrive) {
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   const std::string b = faults().base_url();
   // The write end first (O_RDWR does not wait for a reader; close-on-exec so
-  // the child holds no writer): posix_spawn waits for the child's exec, and
-  // the child's open of the FIFO would otherwise wait for us.
+  // the child holds no writer): start() waits for the child's exec, and the
+  // child's open of the FIFO would otherwise wait for us.
   const int w = ::open(fifo.c_str(), O_RDWR | O_CLOEXEC);
   ASSERT_GE(w, 0);
-  pid_t pid = start(dir, {"fetch", "-q", "--urls", "-"}, fifo);
+  pid_t pid = start(dir, {"fetch", "-q", "--urls", "-"}, {.stdin_file = fifo});
   const std::string first = b + "/ok?first\n";
   ASSERT_EQ(::write(w, first.data(), first.size()), static_cast<ssize_t>(first.size()));
   bool seen = false;
@@ -498,21 +362,20 @@ TEST(CliFetch, RedirectsKeepCredentialsAtTheirOriginAndReportTheFinalUrl) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   auto lines = lines_of(r.out);
   ASSERT_EQ(lines.size(), 3u);
-  std::map<std::uint64_t, json> by_index;
-  for (auto& l : lines) by_index[l["index"].get<std::uint64_t>()] = l;
+  std::map<std::uint64_t, json> results = by_index(lines);
   // Same origin: followed to the end.
-  EXPECT_EQ(by_index[0]["final_url"], a + "/redirect?n=0");
-  EXPECT_EQ(by_index[0]["body"], "arrived");
+  EXPECT_EQ(results[0]["final_url"], a + "/redirect?n=0");
+  EXPECT_EQ(results[0]["body"], "arrived");
   // Another origin: the credentials stay behind, other fields go on.
-  EXPECT_EQ(by_index[1]["final_url"], b + "/echo");
-  const std::string away = by_index[1]["body"].get<std::string>();
+  EXPECT_EQ(results[1]["final_url"], b + "/echo");
+  const std::string away = results[1]["body"].get<std::string>();
   EXPECT_EQ(away.find("top-secret"), std::string::npos) << away;
   EXPECT_EQ(away.find("s3cr3t"), std::string::npos) << away;
   EXPECT_NE(away.find("X-Trace: t1"), std::string::npos) << away;
   // Sent where the user sent them.
-  const std::string home = by_index[2]["body"].get<std::string>();
+  const std::string home = results[2]["body"].get<std::string>();
   EXPECT_NE(home.find("Authorization: Bearer top-secret"), std::string::npos) << home;
-  EXPECT_EQ(by_index[2]["final_url"], a + "/echo");
+  EXPECT_EQ(results[2]["final_url"], a + "/echo");
 }
 
 TEST(CliFetch, HttpsToHttpRedirectIsRefusedUnlessAllowed) {
@@ -585,9 +448,10 @@ TEST(CliFetch, ConcurrencyAboveTheSoftFileLimitWorks) {
   std::string list;
   for (int i = 0; i < 400; ++i) list += api.base_url() + "/items/" + std::to_string(i) + "?delay_ms=300\n";
   write_file(dir.file("urls.txt"), list);
-  run_result r = finish(dir, start_program(dir, "prlimit",
-                                           {"--nofile=128:4096", SPINDLE_CLI_PATH, "fetch", "--urls",
-                                            dir.file("urls.txt"), "--concurrency", "400", "--no-progress"}));
+  run_result r = finish(dir, start(dir,
+                                   {"--nofile=128:4096", SPINDLE_CLI_PATH, "fetch", "--urls",
+                                    dir.file("urls.txt"), "--concurrency", "400", "--no-progress"},
+                                   {}, "prlimit"));
   EXPECT_EQ(r.exit_code, 0) << r.err;
   expect_one_result_per_input(lines_of(r.out), 400);
   EXPECT_NE(r.err.find("connections opened=400 "), std::string::npos) << r.err;
@@ -678,16 +542,16 @@ TEST(CliFetch, HundredThousandInputsInBoundedMemory) {
   // quarantine keeps the comparison about live memory (other builds ignore it).
   const char* asan = std::getenv("ASAN_OPTIONS");
   const std::string saved = asan != nullptr ? asan : "";
-  ::setenv("ASAN_OPTIONS", (saved + (saved.empty() ? "" : ":") + "quarantine_size_mb=4").c_str(), 1);
-  run_result small = run(dir, {"fetch", "-q", "--retries", "0", "--urls", dir.file("small.txt"), "--out",
-                               dir.file("small.jsonl")});
-  run_result large = run(dir, {"fetch", "-q", "--retries", "0", "--urls", dir.file("large.txt"), "--out",
-                               dir.file("large.jsonl")});
-  if (asan != nullptr) {
-    ::setenv("ASAN_OPTIONS", saved.c_str(), 1);
-  } else {
-    ::unsetenv("ASAN_OPTIONS");
-  }
+  child_setup small_quarantine;
+  small_quarantine.env = {{"ASAN_OPTIONS", saved + (saved.empty() ? "" : ":") + "quarantine_size_mb=4"}};
+  run_result small = run(
+      dir,
+      {"fetch", "-q", "--retries", "0", "--urls", dir.file("small.txt"), "--out", dir.file("small.jsonl")},
+      small_quarantine);
+  run_result large = run(
+      dir,
+      {"fetch", "-q", "--retries", "0", "--urls", dir.file("large.txt"), "--out", dir.file("large.jsonl")},
+      small_quarantine);
   EXPECT_EQ(small.exit_code, 0) << small.err;
   EXPECT_EQ(large.exit_code, 0) << large.err;
   EXPECT_TRUE(first_line(large.err).starts_with("ok=100000 failed=0")) << large.err;

@@ -4,122 +4,22 @@
 // named like the README's trap table. The binary runs as a child process;
 // servers are on 127.0.0.1 only.
 
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <gtest/gtest.h>
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "cli_support.hpp"
 #include "mock_api.hpp"
 #include "parse.hpp"
 
-extern char** environ;
-
 namespace {
 
-using namespace std::chrono_literals;
-using json = nlohmann::json;
-
-struct run_result {
-  int exit_code = -1;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-class temp_dir {
- public:
-  temp_dir() {
-    char tmpl[] = "/tmp/spindle-cli-ux-test-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~temp_dir() { std::filesystem::remove_all(path_); }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-// Which of the child's descriptors 0, 1, 2 are closed when spindle starts.
-struct closed_fds {
-  bool in = false, out = false, err = false;
-};
-
-// Runs `spindle args...` (stdin /dev/null, stdout and stderr to files in
-// `dir`, or closed as `closed` says) and waits, bounded: a hang fails the
-// test and the child is killed.
-run_result run(const temp_dir& dir, const std::vector<std::string>& args, closed_fds closed = {}) {
-  std::vector<std::string> all{SPINDLE_CLI_PATH};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const std::string out = dir.file("stdout"), err = dir.file("stderr");
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  // Opened first in every case, so closing one never depends on our own descriptors.
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (closed.in) posix_spawn_file_actions_addclose(&fa, 0);
-  if (closed.out) posix_spawn_file_actions_addclose(&fa, 1);
-  if (closed.err) posix_spawn_file_actions_addclose(&fa, 2);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, SPINDLE_CLI_PATH, &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  run_result r;
-  EXPECT_EQ(rc, 0) << "posix_spawn " << SPINDLE_CLI_PATH;
-  if (rc != 0) return r;
-  const auto until = std::chrono::steady_clock::now() + 120s;
-  int status = 0;
-  for (;;) {
-    const pid_t got = ::waitpid(pid, &status, WNOHANG);
-    if (got == pid) break;
-    if (std::chrono::steady_clock::now() > until) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      ADD_FAILURE() << "spindle did not finish within 120 s";
-      break;
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
-
-std::vector<json> lines_of(const std::string& text) {
-  std::vector<json> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = json::parse(line, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << line;
-    if (!j.is_discarded()) out.push_back(j);
-  }
-  return out;
-}
+using namespace spindle::cli_test;
 
 // The repository's top directory, from this file's path (tests/cli/).
 std::filesystem::path source_dir() {
@@ -222,18 +122,18 @@ TEST(CliUx, ClosestNameAcceptsTyposOnly) {
 
 TEST(CliUx, ClosedStdoutIsAUsageErrorNamingStdout) {
   temp_dir dir;
-  run_result r = run(dir, {"fetch", "http://127.0.0.1:1/"}, {.out = true});
+  run_result r = run(dir, {"fetch", "http://127.0.0.1:1/"}, {.close_stdout = true});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("stdout is closed"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("--out FILE"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("Invalid argument"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("ok="), std::string::npos) << "no run should have started:\n" << r.err;
 
-  run_result dash = run(dir, {"fetch", "--out", "-", "http://127.0.0.1:1/"}, {.out = true});
+  run_result dash = run(dir, {"fetch", "--out", "-", "http://127.0.0.1:1/"}, {.close_stdout = true});
   EXPECT_EQ(dash.exit_code, 2) << dash.err;
   EXPECT_NE(dash.err.find("stdout is closed"), std::string::npos) << dash.err;
 
-  run_result demo = run(dir, {"demo", "portal"}, {.out = true});
+  run_result demo = run(dir, {"demo", "portal"}, {.close_stdout = true});
   EXPECT_EQ(demo.exit_code, 2) << demo.err;
   EXPECT_NE(demo.err.find("stdout is closed"), std::string::npos) << demo.err;
 }
@@ -243,7 +143,7 @@ TEST(CliUx, ClosedStdoutWithOutFileStillFetches) {
   temp_dir dir;
   const std::string out = dir.file("results.jsonl");
   const std::string url = api.base_url() + "/items/7";
-  run_result r = run(dir, {"fetch", "--no-progress", "--out", out, url}, {.out = true});
+  run_result r = run(dir, {"fetch", "--no-progress", "--out", out, url}, {.close_stdout = true});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   auto results = lines_of(slurp(out));
   ASSERT_EQ(results.size(), 1u) << slurp(out);
@@ -255,7 +155,7 @@ TEST(CliUx, ClosedStdoutWithOutFileStillFetches) {
 
 TEST(CliUx, ClosedStdinWithUrlsDashIsAUsageError) {
   temp_dir dir;
-  run_result r = run(dir, {"fetch", "--urls", "-"}, {.in = true});
+  run_result r = run(dir, {"fetch", "--urls", "-"}, {.close_stdin = true});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("--urls -: stdin is closed"), std::string::npos) << r.err;
   EXPECT_EQ(r.out, "");
@@ -264,7 +164,7 @@ TEST(CliUx, ClosedStdinWithUrlsDashIsAUsageError) {
 TEST(CliUx, ClosedStdinWithoutUrlsDashStillFetches) {
   spindle::cli::mock_api api;
   temp_dir dir;
-  run_result r = run(dir, {"fetch", "--no-progress", api.base_url() + "/items/1"}, {.in = true});
+  run_result r = run(dir, {"fetch", "--no-progress", api.base_url() + "/items/1"}, {.close_stdin = true});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   auto results = lines_of(r.out);
   ASSERT_EQ(results.size(), 1u) << r.out;
@@ -276,7 +176,7 @@ TEST(CliUx, ClosedStderrDoesNotDisturbTheResults) {
   temp_dir dir;
   run_result r =
       run(dir, {"fetch", "--no-progress", api.base_url() + "/items/1", api.base_url() + "/items/2"},
-          {.err = true});
+          {.close_stderr = true});
   EXPECT_EQ(r.exit_code, 0);
   auto results = lines_of(r.out);
   ASSERT_EQ(results.size(), 2u) << r.out;

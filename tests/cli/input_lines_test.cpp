@@ -6,159 +6,30 @@
 // `host[:port]/path` inputs are fetched as http:// (curl's rule).
 
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <map>
-#include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
+#include "cli_support.hpp"
 #include "line_reader.hpp"
 #include "support/fault_server.hpp"
-
-extern char** environ;
 
 namespace {
 
 using namespace std::chrono_literals;
-using json = nlohmann::json;
+using namespace spindle::cli_test;
 
 constexpr std::size_t limit = 64 * 1024;  // docs/cli.md: the longest line taken as a URL
 
-// ---- running the binary (as in cli_test.cpp) --------------------------------------
-
-struct run_result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-  long max_rss_kb = 0;  // the program's own peak (VmHWM)
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-class temp_dir {
- public:
-  temp_dir() {
-    char tmpl[] = "/tmp/spindle-input-lines-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~temp_dir() { std::filesystem::remove_all(path_); }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-// Starts `spindle args...`: stdout and stderr to files in `dir`, stdin from
-// the descriptor `stdin_fd` (-1: /dev/null).
-pid_t start_fd(const temp_dir& dir, const std::vector<std::string>& args, int stdin_fd) {
-  std::vector<std::string> all{SPINDLE_CLI_PATH};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, dir.file("stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, dir.file("stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (stdin_fd >= 0) {
-    posix_spawn_file_actions_adddup2(&fa, stdin_fd, 0);
-  } else {
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  }
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, SPINDLE_CLI_PATH, &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  EXPECT_EQ(rc, 0) << "posix_spawn " << SPINDLE_CLI_PATH;
-  return pid;
-}
-
-// The same, stdin from the regular file `stdin_file` (or /dev/null).
-pid_t start(const temp_dir& dir, const std::vector<std::string>& args, const std::string& stdin_file = "") {
-  if (stdin_file.empty()) return start_fd(dir, args, -1);
-  const int fd = ::open(stdin_file.c_str(), O_RDONLY | O_CLOEXEC);
-  EXPECT_GE(fd, 0) << stdin_file;
-  const pid_t pid = start_fd(dir, args, fd);
-  if (fd >= 0) ::close(fd);
-  return pid;
-}
-
-long peak_rss_kb(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.starts_with("VmHWM:")) return std::stol(line.substr(6));
-  }
-  return 0;
-}
-
-// Waits, bounded (a hang fails the test and the child is killed); the peak
-// RSS is read from /proc while the child runs (see cli_test.cpp's finish()).
-run_result finish(const temp_dir& dir, pid_t pid, std::chrono::seconds bound = 120s) {
-  run_result r;
-  const auto until = std::chrono::steady_clock::now() + bound;
-  int status = 0;
-  for (;;) {
-    r.max_rss_kb = std::max(r.max_rss_kb, peak_rss_kb(pid));
-    const pid_t got = ::waitpid(pid, &status, WNOHANG);
-    if (got == pid) break;
-    if (std::chrono::steady_clock::now() > until) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      ADD_FAILURE() << "spindle did not finish within " << bound.count() << " s";
-      break;
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(dir.file("stdout"));
-  r.err = slurp(dir.file("stderr"));
-  return r;
-}
-
-run_result run(const temp_dir& dir, const std::vector<std::string>& args,
-               const std::string& stdin_file = "") {
-  return finish(dir, start(dir, args, stdin_file));
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary);
-  f << text;
-}
-
-// The results by index; a duplicate index fails the test.
-std::map<std::uint64_t, json> by_index(const std::string& text) {
-  std::map<std::uint64_t, json> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = json::parse(line, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << line.substr(0, 300);
-    if (j.is_discarded()) continue;
-    const auto index = j["index"].get<std::uint64_t>();
-    EXPECT_TRUE(out.emplace(index, j).second) << "duplicate index " << index;
-  }
-  return out;
-}
+// ---- what the tests share ----------------------------------------------------------
 
 std::string kind_of(const json& r) {
   return r.contains("error") ? r["error"]["kind"].get<std::string>() : "";
@@ -219,7 +90,7 @@ TEST(InputLines, LongLineIsOneInvalidInputAndNeverRequested) {
   write_file(dir.file("urls.txt"), long_line(b, 1'200'000) + "\n" + b + "/ok\n");
   const run_result r = run(dir, fetch_args({"--urls", dir.file("urls.txt")}));
   EXPECT_EQ(r.exit_code, 3) << r.err;
-  const auto results = by_index(r.out);
+  const auto results = by_index(lines_of(r.out));
   ASSERT_EQ(results.size(), 2u) << r.out.substr(0, 2000);
   ASSERT_TRUE(results.contains(0) && results.contains(1));
   expect_too_long(results.at(0), 1'200'000);
@@ -250,7 +121,7 @@ TEST(InputLines, TenMegabyteLineInBoundedMemory) {
   const run_result large = run(dir, fetch_args({"--urls", dir.file("huge.txt")}));
   EXPECT_EQ(small.exit_code, 3) << small.err;
   EXPECT_EQ(large.exit_code, 3) << large.err;
-  const auto results = by_index(large.out);
+  const auto results = by_index(lines_of(large.out));
   ASSERT_EQ(results.size(), 2u) << large.out.substr(0, 2000);
   ASSERT_TRUE(results.contains(0) && results.contains(1));
   expect_too_long(results.at(0), huge);
@@ -278,7 +149,7 @@ TEST(InputLines, LineOfTheLimitIsAUrlOneByteMoreIsTooLong) {
                                        b + "/ok\n" + over);  // the last one without a newline
   const run_result r = run(dir, fetch_args({"--urls", dir.file("urls.txt")}));
   EXPECT_EQ(r.exit_code, 3) << r.err;
-  const auto results = by_index(r.out);
+  const auto results = by_index(lines_of(r.out));
   ASSERT_EQ(results.size(), 6u) << r.err;
   for (std::uint64_t i = 0; i < 6; ++i) ASSERT_TRUE(results.contains(i)) << i;
   expect_ok(results.at(0), at_limit);
@@ -304,7 +175,7 @@ TEST(InputLines, LongCommentsAndBlankLinesTakeNoIndexLongLinesTakeOne) {
   write_file(dir.file("urls.txt"), list);
   const run_result all = run(dir, fetch_args({"--urls", dir.file("urls.txt")}));
   EXPECT_EQ(all.exit_code, 3) << all.err;
-  const auto results = by_index(all.out);
+  const auto results = by_index(lines_of(all.out));
   ASSERT_EQ(results.size(), 4u) << all.out.substr(0, 2000);
   for (std::uint64_t i = 0; i < 4; ++i) ASSERT_TRUE(results.contains(i)) << i;
   expect_too_long(results.at(0), 100'000);
@@ -313,14 +184,14 @@ TEST(InputLines, LongCommentsAndBlankLinesTakeNoIndexLongLinesTakeOne) {
   // Shard 1/2: indices 1 and 3 (the long line is index 0, in shard 0).
   const run_result odd = run(dir, fetch_args({"--urls", dir.file("urls.txt"), "--shard", "1/2"}));
   EXPECT_EQ(odd.exit_code, 0) << odd.err;
-  const auto odd_results = by_index(odd.out);
+  const auto odd_results = by_index(lines_of(odd.out));
   ASSERT_EQ(odd_results.size(), 2u) << odd.out;
   ASSERT_TRUE(odd_results.contains(1) && odd_results.contains(3));
   expect_ok(odd_results.at(1), b + "/ok?i=1");
   expect_ok(odd_results.at(3), b + "/ok?i=3");
   const run_result even = run(dir, fetch_args({"--urls", dir.file("urls.txt"), "--shard", "0/2"}));
   EXPECT_EQ(even.exit_code, 3) << even.err;
-  const auto even_results = by_index(even.out);
+  const auto even_results = by_index(lines_of(even.out));
   ASSERT_EQ(even_results.size(), 2u) << even.out.substr(0, 2000);
   ASSERT_TRUE(even_results.contains(0) && even_results.contains(2));
   expect_too_long(even_results.at(0), 100'000);
@@ -334,7 +205,7 @@ TEST(InputLines, ByteOrderMarkAtTheStartOfAFileIsSkipped) {
   write_file(dir.file("urls.txt"), "\xEF\xBB\xBF" + b + "/ok?i=0\r\n" + b + "/ok?i=1\r\n");
   const run_result r = run(dir, fetch_args({"--urls", dir.file("urls.txt")}));
   EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
-  const auto results = by_index(r.out);
+  const auto results = by_index(lines_of(r.out));
   ASSERT_EQ(results.size(), 2u) << r.out;
   ASSERT_TRUE(results.contains(0) && results.contains(1));
   expect_ok(results.at(0), b + "/ok?i=0");
@@ -344,7 +215,7 @@ TEST(InputLines, ByteOrderMarkAtTheStartOfAFileIsSkipped) {
   write_file(dir.file("commented.txt"), "\xEF\xBB\xBF# urls\n" + b + "/ok\n");
   const run_result c = run(dir, fetch_args({"--urls", dir.file("commented.txt")}));
   EXPECT_EQ(c.exit_code, 0) << c.err << c.out;
-  const auto c_results = by_index(c.out);
+  const auto c_results = by_index(lines_of(c.out));
   ASSERT_EQ(c_results.size(), 1u) << c.out;
   ASSERT_TRUE(c_results.contains(0));
   expect_ok(c_results.at(0), b + "/ok");
@@ -359,7 +230,7 @@ TEST(InputLines, ByteOrderMarkOnStdinIsSkipped) {
   const std::string b = server.base_url();
   int p[2];
   ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
-  const pid_t pid = start_fd(dir, fetch_args({"--urls", "-"}), p[0]);
+  const pid_t pid = start(dir, fetch_args({"--urls", "-"}), {.stdin_fd = p[0]});
   ::close(p[0]);
   const int w = p[1];
   const std::string rest = b + "/ok?i=0\n" + b + "/ok?i=1\n";
@@ -371,7 +242,7 @@ TEST(InputLines, ByteOrderMarkOnStdinIsSkipped) {
   ::close(w);
   const run_result r = finish(dir, pid);
   EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
-  const auto results = by_index(r.out);
+  const auto results = by_index(lines_of(r.out));
   ASSERT_EQ(results.size(), 2u) << r.out;
   ASSERT_TRUE(results.contains(0) && results.contains(1));
   expect_ok(results.at(0), b + "/ok?i=0");
@@ -379,17 +250,17 @@ TEST(InputLines, ByteOrderMarkOnStdinIsSkipped) {
 
   // Stdin from a regular file too.
   write_file(dir.file("bom.txt"), "\xEF\xBB\xBF" + b + "/ok\n");
-  const run_result f = run(dir, fetch_args({"--urls", "-"}), dir.file("bom.txt"));
+  const run_result f = run(dir, fetch_args({"--urls", "-"}), {.stdin_file = dir.file("bom.txt")});
   EXPECT_EQ(f.exit_code, 0) << f.err << f.out;
-  const auto f_results = by_index(f.out);
+  const auto f_results = by_index(lines_of(f.out));
   ASSERT_EQ(f_results.size(), 1u) << f.out;
   ASSERT_TRUE(f_results.contains(0));
   expect_ok(f_results.at(0), b + "/ok");
 
   write_file(dir.file("half.txt"), "\xEF\xBB");
-  const run_result h = run(dir, fetch_args({"--urls", "-"}), dir.file("half.txt"));
+  const run_result h = run(dir, fetch_args({"--urls", "-"}), {.stdin_file = dir.file("half.txt")});
   EXPECT_EQ(h.exit_code, 3) << h.err << h.out;
-  const auto h_results = by_index(h.out);
+  const auto h_results = by_index(lines_of(h.out));
   ASSERT_EQ(h_results.size(), 1u) << h.out;
   ASSERT_TRUE(h_results.contains(0));
   EXPECT_EQ(kind_of(h_results.at(0)), "invalid_url");
@@ -408,7 +279,7 @@ TEST(InputLines, SchemeLessInputsAreFetchedAsHttp) {
                                        "/ok?i=2\n" + hostport + "\n" + "example.invalid/x\n");
   const run_result r = run(dir, fetch_args({hostport + "/ok?i=0", "--urls", dir.file("urls.txt")}));
   EXPECT_EQ(r.exit_code, 3) << r.err;
-  const auto results = by_index(r.out);
+  const auto results = by_index(lines_of(r.out));
   ASSERT_EQ(results.size(), 5u) << r.out;
   for (std::uint64_t i = 0; i < 5; ++i) ASSERT_TRUE(results.contains(i)) << i;
   expect_ok(results.at(0), hostport + "/ok?i=0");
@@ -441,7 +312,7 @@ TEST(InputLines, NotAHostIsAnInvalidUrlWithAClearMessage) {
              "not a host/x\n/just/a/path\n" + hostport + ":99/x\nhtp:/x\nhttp:/x\n" + "ftp://example.com/\n");
   const run_result r = run(dir, fetch_args({"--urls", dir.file("urls.txt")}));
   EXPECT_EQ(r.exit_code, 3) << r.err;
-  const auto results = by_index(r.out);
+  const auto results = by_index(lines_of(r.out));
   ASSERT_EQ(results.size(), 6u) << r.out;
   const std::vector<std::string> messages{
       "invalid URL 'http://not a host/x': contains a space or control character (no scheme given, so http:// "

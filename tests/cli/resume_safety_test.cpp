@@ -6,11 +6,7 @@
 // opened for writing; a rewrite that cannot be written exits 1, leaves the
 // results file intact and no temporary file behind.
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -19,138 +15,31 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "cli_support.hpp"
 #include "mock_api.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
-using json = nlohmann::json;
+using namespace spindle::cli_test;
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary);
-  f << text;
-}
-
-class temp_dir {
- public:
-  temp_dir() {
-    char tmpl[] = "/tmp/spindle-resume-test-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
+// The names in `dir` (the child's stdout and stderr excepted).
+std::set<std::string> names_in(const temp_dir& dir) {
+  std::set<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    const std::string n = e.path().filename().string();
+    if (n != "stdout" && n != "stderr") out.insert(n);
   }
-  ~temp_dir() { std::filesystem::remove_all(path_); }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
-  [[nodiscard]] const std::string& path() const { return path_; }
-  // The names in the directory (the child's stdout and stderr excepted).
-  [[nodiscard]] std::set<std::string> names() const {
-    std::set<std::string> out;
-    for (const auto& e : std::filesystem::directory_iterator(path_)) {
-      const std::string n = e.path().filename().string();
-      if (n != "stdout" && n != "stderr") out.insert(n);
-    }
-    return out;
-  }
-
- private:
-  std::string path_;
-};
-
-struct run_result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-struct child_setup {
-  std::string stdin_file;      // empty: /dev/null
-  std::string stdout_file;     // empty: DIR/stdout, truncated
-  bool stdout_append = false;  // open stdout_file with O_APPEND (as the shell's >>)
-  rlim_t file_size_limit = 0;  // RLIMIT_FSIZE in the child; 0: none
-};
-
-child_setup stdin_from(const std::string& path) {
-  child_setup s;
-  s.stdin_file = path;
-  return s;
-}
-child_setup stdout_appended_to(const std::string& path) {
-  child_setup s;
-  s.stdout_file = path;
-  s.stdout_append = true;
-  return s;
-}
-child_setup file_size_limit(rlim_t bytes) {
-  child_setup s;
-  s.file_size_limit = bytes;
-  return s;
+  return out;
 }
 
-// Runs `spindle args...` (fork and exec, so the child can get a file size
-// limit with SIGXFSZ ignored) and waits, bounded: a hang fails the test.
-run_result run(const temp_dir& dir, const std::vector<std::string>& args, const child_setup& setup = {}) {
-  std::vector<std::string> all{SPINDLE_CLI_PATH};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const std::string in = setup.stdin_file.empty() ? "/dev/null" : setup.stdin_file;
-  const std::string out = setup.stdout_file.empty() ? dir.file("stdout") : setup.stdout_file;
-  const int out_flags = O_WRONLY | O_CREAT | (setup.stdout_append ? O_APPEND : O_TRUNC);
-  const std::string err = dir.file("stderr");
-  const pid_t pid = ::fork();
-  if (pid == 0) {  // (async-signal-safe calls only until exec)
-    const int fd0 = ::open(in.c_str(), O_RDONLY);
-    const int fd1 = ::open(out.c_str(), out_flags, 0644);
-    const int fd2 = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd0 < 0 || fd1 < 0 || fd2 < 0 || ::dup2(fd0, 0) < 0 || ::dup2(fd1, 1) < 0 || ::dup2(fd2, 2) < 0)
-      ::_exit(126);
-    if (setup.file_size_limit != 0) {
-      // Beyond the limit a write fails with EFBIG instead of raising SIGXFSZ
-      // (an ignored signal stays ignored across exec).
-      struct sigaction ign {};
-      ign.sa_handler = SIG_IGN;
-      ::sigaction(SIGXFSZ, &ign, nullptr);
-      const rlimit lim{setup.file_size_limit, setup.file_size_limit};
-      if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) ::_exit(125);
-    }
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  run_result r;
-  EXPECT_GT(pid, 0) << "fork: " << std::strerror(errno);
-  if (pid <= 0) return r;
-  const auto until = std::chrono::steady_clock::now() + 60s;
-  int status = 0;
-  for (;;) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) break;
-    if (std::chrono::steady_clock::now() > until) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      ADD_FAILURE() << "spindle did not finish within 60 s";
-      break;
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  if (setup.stdout_file.empty()) r.out = slurp(dir.file("stdout"));
-  r.err = slurp(err);
-  return r;
+// Runs `spindle args...`, bounded: a hang fails the test after 60 s.
+run_result run60(const temp_dir& dir, const std::vector<std::string>& args, const child_setup& setup = {}) {
+  return run(dir, args, setup, 60s);
 }
 
 std::size_t line_count(const std::string& s) {
@@ -191,19 +80,6 @@ std::string url_list(const spindle::cli::mock_api& api, int n) {
   return list;
 }
 
-// The JSON result lines of `text` (every line must be one).
-std::vector<json> results_of(const std::string& text) {
-  std::vector<json> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = json::parse(line, nullptr, false);
-    EXPECT_TRUE(j.is_object() && j.contains("index")) << "not a result: " << line;
-    if (j.is_object() && j.contains("index")) out.push_back(j);
-  }
-  return out;
-}
-
 std::set<std::uint64_t> indices_of(const std::vector<json>& results) {
   std::set<std::uint64_t> out;
   for (const auto& r : results) EXPECT_TRUE(out.insert(r["index"].get<std::uint64_t>()).second) << r.dump();
@@ -233,16 +109,16 @@ TEST(ResumeSafety, AFileThatIsNotAResultsFileIsRefusedAndLeftByteForByte) {
     write_file(notes, text);
     ::chmod(notes.c_str(), 0640);
     const file_state before = state_of(notes);
-    const std::set<std::string> names = dir.names();
+    const std::set<std::string> names = names_in(dir);
     const run_result r =
-        run(dir, {"fetch", "--out", notes, "--resume", "--no-progress", api.base_url() + "/items/1"});
+        run60(dir, {"fetch", "--out", notes, "--resume", "--no-progress", api.base_url() + "/items/1"});
     EXPECT_EQ(r.exit_code, 2) << text << "\n" << r.err;
     EXPECT_EQ(line_count(r.err), 1u) << r.err;
     EXPECT_NE(r.err.find("not a spindle results file"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find(notes), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("unchanged"), std::string::npos) << r.err;
     expect_untouched(notes, before);
-    EXPECT_EQ(dir.names(), names) << "no file is created beside it";
+    EXPECT_EQ(names_in(dir), names) << "no file is created beside it";
     EXPECT_TRUE(r.out.empty()) << r.out;
   }
   EXPECT_EQ(api.requests(), 0u) << "a refusal starts nothing";
@@ -251,7 +127,7 @@ TEST(ResumeSafety, AFileThatIsNotAResultsFileIsRefusedAndLeftByteForByte) {
 TEST(ResumeSafety, AnOutThatIsNotARegularFileIsRefused) {
   temp_dir dir;
   ASSERT_EQ(::mkdir(dir.file("sub").c_str(), 0755), 0);
-  const run_result r = run(dir, {"fetch", "--out", dir.file("sub"), "--resume", "http://127.0.0.1:9/"});
+  const run_result r = run60(dir, {"fetch", "--out", dir.file("sub"), "--resume", "http://127.0.0.1:9/"});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("not a regular file"), std::string::npos) << r.err;
   EXPECT_TRUE(std::filesystem::is_empty(dir.file("sub")));
@@ -281,8 +157,8 @@ TEST(ResumeSafety, EveryLineItDoesNotUnderstandIsKept) {
   ::chmod(dir.file("real.jsonl").c_str(), 0600);
   ASSERT_EQ(::symlink("real.jsonl", dir.file("results.jsonl").c_str()), 0);
 
-  const run_result r = run(dir, {"fetch", "--urls", dir.file("urls.txt"), "--out", dir.file("results.jsonl"),
-                                 "--resume", "--no-progress"});
+  const run_result r = run60(dir, {"fetch", "--urls", dir.file("urls.txt"), "--out",
+                                   dir.file("results.jsonl"), "--resume", "--no-progress"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("kept 4 lines that are not results and 1 repeated results"), std::string::npos)
       << r.err;
@@ -299,12 +175,12 @@ TEST(ResumeSafety, EveryLineItDoesNotUnderstandIsKept) {
   EXPECT_TRUE(S_ISLNK(st.st_mode)) << "the symlink is still a symlink";
   ASSERT_EQ(::stat(dir.file("real.jsonl").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u) << "the mode is kept";
-  EXPECT_EQ(dir.names(), (std::set<std::string>{"real.jsonl", "results.jsonl", "urls.txt"}));
+  EXPECT_EQ(names_in(dir), (std::set<std::string>{"real.jsonl", "results.jsonl", "urls.txt"}));
 
   // Resuming the completed file changes nothing.
   const file_state complete = state_of(dir.file("real.jsonl"));
-  const run_result again = run(dir, {"fetch", "--urls", dir.file("urls.txt"), "--out",
-                                     dir.file("results.jsonl"), "--resume", "--no-progress"});
+  const run_result again = run60(dir, {"fetch", "--urls", dir.file("urls.txt"), "--out",
+                                       dir.file("results.jsonl"), "--resume", "--no-progress"});
   EXPECT_EQ(again.exit_code, 0) << again.err;
   expect_untouched(dir.file("real.jsonl"), complete);
   EXPECT_EQ(api.requests(), 3u);
@@ -317,8 +193,8 @@ TEST(ResumeSafety, AnUnterminatedLastLineThatIsNotATornResultIsKept) {
   spindle::cli::mock_api api;
   write_file(dir.file("urls.txt"), url_list(api, 2));
   write_file(dir.file("out.jsonl"), done0 + "\nchecked on Monday");
-  const run_result r = run(dir, {"fetch", "--urls", dir.file("urls.txt"), "--out", dir.file("out.jsonl"),
-                                 "--resume", "--no-progress"});
+  const run_result r = run60(dir, {"fetch", "--urls", dir.file("urls.txt"), "--out", dir.file("out.jsonl"),
+                                   "--resume", "--no-progress"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   const std::string now = slurp(dir.file("out.jsonl"));
   const std::string kept = done0 + "\nchecked on Monday\n";
@@ -341,14 +217,14 @@ TEST(ResumeSafety, MissingEmptyBlankOrTornOnlyOutStartsAFreshRun) {
     temp_dir dir;
     write_file(dir.file("urls.txt"), url_list(api, 3));
     if (content != "missing") write_file(dir.file("out.jsonl"), content);
-    const run_result r = run(dir, {"fetch", "--urls", dir.file("urls.txt"), "--out", dir.file("out.jsonl"),
-                                   "--resume", "--no-progress"});
+    const run_result r = run60(dir, {"fetch", "--urls", dir.file("urls.txt"), "--out", dir.file("out.jsonl"),
+                                     "--resume", "--no-progress"});
     EXPECT_EQ(r.exit_code, 0) << content << ": " << r.err;
     const std::string now = slurp(dir.file("out.jsonl"));
     ASSERT_TRUE(now.starts_with(stays)) << now;
     EXPECT_EQ(indices_of(results_of(now.substr(stays.size()))), (std::set<std::uint64_t>{0, 1, 2}))
         << content;
-    EXPECT_EQ(dir.names(), (std::set<std::string>{"out.jsonl", "urls.txt"}));
+    EXPECT_EQ(names_in(dir), (std::set<std::string>{"out.jsonl", "urls.txt"}));
   }
 }
 
@@ -368,7 +244,7 @@ TEST(ResumeSafety, OutNamingTheUrlsFileIsAUsageError) {
     for (const bool resume : {false, true}) {
       std::vector<std::string> args{"fetch", "--urls", list, "--out", out, "--no-progress"};
       if (resume) args.push_back("--resume");
-      const run_result r = run(dir, args);
+      const run_result r = run60(dir, args);
       EXPECT_EQ(r.exit_code, 2) << out << (resume ? " --resume" : "") << ": " << r.err;
       EXPECT_EQ(line_count(r.err), 1u) << r.err;
       EXPECT_NE(r.err.find("--out " + out + " is the same file as --urls " + list), std::string::npos)
@@ -378,14 +254,16 @@ TEST(ResumeSafety, OutNamingTheUrlsFileIsAUsageError) {
   }
   // The list on stdin (--urls -), the same file as --out.
   {
-    const run_result r = run(dir, {"fetch", "--urls", "-", "--out", dir.file("link.txt")}, stdin_from(list));
+    const run_result r =
+        run60(dir, {"fetch", "--urls", "-", "--out", dir.file("link.txt")}, {.stdin_file = list});
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_NE(r.err.find("is the same file as --urls stdin"), std::string::npos) << r.err;
     expect_untouched(list, before);
   }
   // stdout appended to the list (the shell's >>): it would grow as it is read.
   {
-    const run_result r = run(dir, {"fetch", "--urls", dir.file("hard.txt")}, stdout_appended_to(list));
+    const run_result r =
+        run60(dir, {"fetch", "--urls", dir.file("hard.txt")}, {.stdout_file = list, .stdout_append = true});
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_NE(r.err.find("stdout is the same file as --urls"), std::string::npos) << r.err;
     expect_untouched(list, before);
@@ -393,7 +271,7 @@ TEST(ResumeSafety, OutNamingTheUrlsFileIsAUsageError) {
   EXPECT_EQ(api.requests(), 0u);
   // A different file with the same content is fine.
   write_file(dir.file("copy.txt"), before.bytes);
-  const run_result ok = run(dir, {"fetch", "--urls", list, "--out", dir.file("copy.txt"), "--no-progress"});
+  const run_result ok = run60(dir, {"fetch", "--urls", list, "--out", dir.file("copy.txt"), "--no-progress"});
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_EQ(indices_of(results_of(slurp(dir.file("copy.txt")))), (std::set<std::uint64_t>{0, 1, 2}));
 }
@@ -427,18 +305,18 @@ TEST(ResumeSafety, ARewriteThatCannotBeWrittenExitsOneAndLeavesTheFileIntact) {
   const run_result r = run(
       dir,
       {"fetch", "--urls", dir.file("urls.txt"), "--out", dir.file("out.jsonl"), "--resume", "--no-progress"},
-      file_size_limit(16384));
+      {.file_size_limit = 16384});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_EQ(line_count(r.err), 1u) << r.err;
   EXPECT_NE(r.err.find(std::strerror(EFBIG)), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("is unchanged"), std::string::npos) << r.err;
   expect_untouched(dir.file("out.jsonl"), before);
-  EXPECT_EQ(dir.names(), (std::set<std::string>{"out.jsonl", "urls.txt"})) << "no *.resume-tmp* is left";
+  EXPECT_EQ(names_in(dir), (std::set<std::string>{"out.jsonl", "urls.txt"})) << "no *.resume-tmp* is left";
   EXPECT_EQ(api.requests(), 0u);
 
   // Without the limit the same resume completes the set.
-  const run_result ok = run(dir, {"fetch", "--urls", dir.file("urls.txt"), "--out", dir.file("out.jsonl"),
-                                  "--resume", "--no-progress"});
+  const run_result ok = run60(dir, {"fetch", "--urls", dir.file("urls.txt"), "--out", dir.file("out.jsonl"),
+                                    "--resume", "--no-progress"});
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   const auto all = results_of(slurp(dir.file("out.jsonl")));
   EXPECT_EQ(all.size(), static_cast<std::size_t>(n));

@@ -5,129 +5,24 @@
 // written and lost counted exactly.
 
 #include <fcntl.h>
-#include <signal.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "cli_support.hpp"
 #include "mock_api.hpp"
-
-extern char** environ;
 
 namespace {
 
 using namespace std::chrono_literals;
-using json = nlohmann::json;
-
-struct run_result {
-  int exit_code = -1;
-  std::string out;  // stdout (when it went to DIR/stdout)
-  std::string err;  // stderr
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-class temp_dir {
- public:
-  temp_dir() {
-    char tmpl[] = "/tmp/spindle-run-contract-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~temp_dir() { std::filesystem::remove_all(path_); }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-struct child_setup {
-  int stdout_fd = -1;            // the child's stdout; -1: DIR/stdout
-  rlim_t file_size_limit = 0;    // RLIMIT_FSIZE in the child (SIGXFSZ ignored: EFBIG); 0: none
-  std::vector<std::string> env;  // NAME=value added to the child's environment
-};
-
-// Starts `spindle args...` (fork and exec: the child can get a file size
-// limit), stdin /dev/null, stderr DIR/stderr.
-pid_t start(const temp_dir& dir, const std::vector<std::string>& args, const child_setup& setup) {
-  std::vector<std::string> all{SPINDLE_CLI_PATH};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const std::string out = dir.file("stdout");
-  const std::string err = dir.file("stderr");
-  std::vector<std::string> env_strings = setup.env;  // (built before fork: the child only execs)
-  std::vector<char*> envp;
-  for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
-  for (auto& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) {  // (async-signal-safe calls only until exec)
-    const int fd0 = ::open("/dev/null", O_RDONLY);
-    const int fd1 =
-        setup.stdout_fd >= 0 ? setup.stdout_fd : ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int fd2 = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd0 < 0 || fd1 < 0 || fd2 < 0 || ::dup2(fd0, 0) < 0 || ::dup2(fd1, 1) < 0 || ::dup2(fd2, 2) < 0)
-      ::_exit(126);
-    if (setup.file_size_limit != 0) {
-      struct sigaction ign {};
-      ign.sa_handler = SIG_IGN;
-      ::sigaction(SIGXFSZ, &ign, nullptr);
-      const rlimit lim{setup.file_size_limit, setup.file_size_limit};
-      if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) ::_exit(125);
-    }
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
-  }
-  EXPECT_GT(pid, 0) << "fork: " << std::strerror(errno);
-  return pid;
-}
-
-// Waits, bounded: a hang fails the test (the child is killed).
-run_result finish(const temp_dir& dir, pid_t pid, const child_setup& setup) {
-  run_result r;
-  if (pid <= 0) return r;
-  const auto until = std::chrono::steady_clock::now() + 120s;
-  int status = 0;
-  for (;;) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) break;
-    if (std::chrono::steady_clock::now() > until) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      ADD_FAILURE() << "spindle did not finish within 120 s";
-      break;
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  if (setup.stdout_fd < 0) r.out = slurp(dir.file("stdout"));
-  r.err = slurp(dir.file("stderr"));
-  return r;
-}
-
-run_result run(const temp_dir& dir, const std::vector<std::string>& args, const child_setup& setup = {}) {
-  return finish(dir, start(dir, args, setup), setup);
-}
+using namespace spindle::cli_test;
 
 // `n` mock API URLs, one a line, in a regular file.
 std::string write_urls(const temp_dir& dir, const spindle::cli::mock_api& api, std::size_t n) {
@@ -136,8 +31,6 @@ std::string write_urls(const temp_dir& dir, const spindle::cli::mock_api& api, s
   for (std::size_t i = 0; i < n; ++i) f << api.base_url() << "/items/" << i << '\n';
   return path;
 }
-
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 // The value of `key=N` in `line`; -1 when absent.
 long long count_of(const std::string& line, const std::string& key) {
@@ -150,36 +43,20 @@ long long count_of(const std::string& line, const std::string& key) {
 // Every input 0..n-1 has exactly one result line in `out`; the ones not ok
 // are `cancelled` (the mock answers 200). Returns how many were cancelled.
 std::size_t expect_one_result_each(const std::string& out, std::size_t n) {
-  std::vector<int> seen(n, 0);
-  std::size_t lines = 0, cancelled = 0;
-  std::istringstream in(out);
-  std::string line;
-  while (std::getline(in, line)) {
-    ++lines;
-    const json j = json::parse(line, nullptr, false);
-    if (!j.is_object() || !j.contains("index")) {
-      ADD_FAILURE() << "not a result line: " << line;
+  const std::vector<json> results = lines_of(out);
+  expect_one_result_per_input(results, n);
+  std::size_t cancelled = 0;
+  for (const auto& j : results) {
+    if (!j.is_object() || !j.contains("index")) continue;  // (reported above)
+    if (!j.contains("ok") || !j["ok"].is_boolean()) {
+      ADD_FAILURE() << "a result without a boolean ok: " << j.dump();
       continue;
     }
-    const auto i = j["index"].get<std::size_t>();
-    if (i >= n) {
-      ADD_FAILURE() << "index out of range: " << line;
-      continue;
-    }
-    ++seen[i];
     if (!j["ok"].get<bool>()) {
-      EXPECT_EQ(j["error"]["kind"], "cancelled") << line;
+      EXPECT_EQ(j.contains("error") ? j["error"].value("kind", "") : "", "cancelled") << j.dump();
       ++cancelled;
     }
   }
-  EXPECT_EQ(lines, n);
-  std::size_t missing = 0, repeated = 0;
-  for (int s : seen) {
-    if (s == 0) ++missing;
-    if (s > 1) ++repeated;
-  }
-  EXPECT_EQ(missing, 0u) << "inputs without a result";
-  EXPECT_EQ(repeated, 0u) << "inputs with more than one result";
   return cancelled;
 }
 
@@ -380,8 +257,9 @@ TEST(RunContract, ShardsFromASlurmArrayMergeIntoOneResultPerInput) {
   std::vector<pid_t> pids;
   std::vector<child_setup> setups(3);
   for (int task = 0; task < 3; ++task) {
-    setups[task].env = {"SLURM_ARRAY_TASK_ID=" + std::to_string(5 + task), "SLURM_ARRAY_TASK_MIN=5",
-                        "SLURM_ARRAY_TASK_COUNT=3"};
+    setups[task].env = {{"SLURM_ARRAY_TASK_ID", std::to_string(5 + task)},
+                        {"SLURM_ARRAY_TASK_MIN", "5"},
+                        {"SLURM_ARRAY_TASK_COUNT", "3"}};
     pids.push_back(start(
         dir, {"fetch", "-q", "--shard", "auto", "--urls", urls, "--out", dir.file("results-{shard}.jsonl")},
         setups[task]));
