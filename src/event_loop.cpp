@@ -240,11 +240,11 @@ void event_loop::enter_run(const char* method) {
   }
   running_.store(true, std::memory_order_release);
   detail::tls_context.loop = this;
-  if (opts_.watchdog.threshold > duration::zero()) {
+  if (opts_.watchdog.threshold) {
     if (!watch_slot_) {
       watch_slot_ = std::make_unique<detail::watch_slot>();
       watch_slot_->loop_name = opts_.name;
-      watch_slot_->threshold = opts_.watchdog.threshold;
+      watch_slot_->threshold = std::max(*opts_.watchdog.threshold, duration::zero());
       watch_slot_->handler = opts_.watchdog.on_stall;
       monitor_ = opts_.watchdog.monitor != nullptr ? opts_.watchdog.monitor : &stall_monitor::shared();
     }

@@ -25,7 +25,7 @@ void event_loop::shutdown_tasks() {
       ++r.cancelled;
       t->request_cancel();
     }
-    const auto grace_end = std::chrono::steady_clock::now() + opts_.shutdown_grace;
+    const auto grace_end = saturating_add(std::chrono::steady_clock::now(), opts_.shutdown_grace);
     for (;;) {
       auto left = grace_end - std::chrono::steady_clock::now();
       if (live_head_ == nullptr || left <= duration::zero()) break;

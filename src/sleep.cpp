@@ -25,7 +25,7 @@ bool sleep_awaiter::await_suspend(std::coroutine_handle<> h) {
   on_cancel = &on_cancel_hook;
   fire = &on_timer;
   event_loop& loop = t.loop();
-  loop_access::add_timer(loop, this, relative_ ? loop.now() + delay_ : until_);
+  loop_access::add_timer(loop, this, relative_ ? saturating_add(loop.now(), delay_) : until_);
   t.suspend(h, this);
   return true;
 }

@@ -143,7 +143,7 @@ class pool_state final : public std::enable_shared_from_this<pool_state>, public
       shut_down = true;
       accepting = false;
       if (policy == shutdown_policy::cancel_queued) cancel_queued_locked();
-      const auto until = std::chrono::steady_clock::now() + grace;
+      const auto until = saturating_add(std::chrono::steady_clock::now(), grace);
       idle_cv.wait_until(lock, until, [&] { return queue.empty() && busy == 0; });
       cancel_queued_locked();
       for (const auto& job : running) {

@@ -137,7 +137,7 @@ http::fetch_options engine_options(const fetch_options& o, http::fetch_body_stor
   e.concurrency = o.concurrency;
   e.per_host = o.per_host;
   e.timeout = o.timeout;
-  e.deadline = o.deadline;
+  if (o.deadline > duration::zero()) e.deadline = o.deadline;
   e.deadline_message =
       "the run's --deadline of " + format_duration(o.deadline) + " passed before this input finished";
   e.retries = o.retries;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 namespace spindle {
@@ -15,6 +16,37 @@ namespace spindle {
 /// so deadlines computed from std::chrono::steady_clock::now() work as is.
 using duration = std::chrono::nanoseconds;
 using time_point = std::chrono::time_point<std::chrono::steady_clock, duration>;
+
+/// "No deadline": a duration that never passes. Every API that takes a
+/// duration accepts it (time arithmetic saturates; docs/adr/0006).
+inline constexpr duration forever = duration::max();
+
+/// `d` in `To`, saturating at To::max() and To::min() instead of overflowing
+/// (milliseconds::max() in nanoseconds is nanoseconds::max()).
+template <class To, class Rep, class Period>
+[[nodiscard]] constexpr To saturating_cast(std::chrono::duration<Rep, Period> d) noexcept {
+  if constexpr (std::is_same_v<std::chrono::duration<Rep, Period>, To>) {
+    return d;
+  } else {
+    using wide = std::chrono::duration<long double, typename To::period>;
+    const long double v = std::chrono::duration_cast<wide>(d).count();
+    if (v >= static_cast<long double>(To::max().count())) return To::max();
+    if (v <= static_cast<long double>(To::min().count())) return To::min();
+    return std::chrono::duration_cast<To>(d);
+  }
+}
+
+/// `t + d`, saturating at the time point's max() and min() instead of
+/// overflowing: `now() + forever` is "never", `now() + duration::min()` is
+/// long past. Every place where a duration meets a time point uses it.
+template <class Clock, class Dur, class Rep, class Period>
+[[nodiscard]] constexpr std::chrono::time_point<Clock, Dur> saturating_add(
+    std::chrono::time_point<Clock, Dur> t, std::chrono::duration<Rep, Period> d) noexcept {
+  using tp = std::chrono::time_point<Clock, Dur>;
+  const Dur step = saturating_cast<Dur>(d);
+  if (step >= Dur::zero()) return t > tp::max() - step ? tp::max() : t + step;
+  return t < tp::min() - step ? tp::min() : t + step;
+}
 
 /// A source of time for an event_loop.
 ///
@@ -67,7 +99,7 @@ class manual_clock final : public clock {
   [[nodiscard]] bool is_manual() const noexcept override { return true; }
 
   /// Moves time forward by `d` (never backwards) and wakes subscribed loops.
-  void advance(duration d) { set(now() + d); }
+  void advance(duration d) { set(saturating_add(now(), d)); }
   /// Moves time to `t` if it is later than now.
   void advance_to(time_point t) { set(t); }
 

@@ -106,7 +106,7 @@ class event_loop {
     /// How long run() waits for cancelled leftover tasks before reporting
     /// them as abandoned (measured on the steady clock).
     duration shutdown_grace = std::chrono::seconds(5);
-    /// The stall watchdog (on by default: 100 ms; threshold zero: off).
+    /// The stall watchdog (on by default: 100 ms; threshold nullopt: off).
     watchdog_options watchdog{};
   };
 

@@ -30,9 +30,11 @@ namespace spindle {
 struct fanout_options {
   /// Maximum items in flight; 0 means no limit.
   std::size_t limit = 0;
-  /// Deadline for each item; zero means none. An item that runs out fails
-  /// with timeout_error (gather_settled: that item's outcome).
-  duration per_item_timeout = duration::zero();
+  /// Deadline for each item; nullopt: none. A value is a bound (zero or
+  /// negative: already passed, the item times out at once; `forever`:
+  /// never). An item that runs out fails with timeout_error
+  /// (gather_settled: that item's outcome). See docs/adr/0006.
+  std::optional<duration> per_item_timeout{};
   /// Retries of an item's failures (each attempt gets per_item_timeout; the
   /// factory is called again for every attempt).
   std::optional<retry_policy> retry{};

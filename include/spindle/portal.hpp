@@ -79,7 +79,9 @@ class [[nodiscard]] portal_future {
     state_->check_not_loop_thread("portal_future::wait");
     call_->wait_until(nullptr);
   }
-  std::future_status wait_for(duration d) const { return wait_until(std::chrono::steady_clock::now() + d); }
+  std::future_status wait_for(duration d) const {
+    return wait_until(saturating_add(std::chrono::steady_clock::now(), d));
+  }
   std::future_status wait_until(std::chrono::steady_clock::time_point t) const {
     check("portal_future::wait_until");
     state_->check_not_loop_thread("portal_future::wait_until");
@@ -148,7 +150,7 @@ class portal {
             std::source_location where = std::source_location::current()) const {
     using T = detail::portal_task_result_t<F>;
     state_->check_not_loop_thread("portal::call");
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const auto deadline = saturating_add(std::chrono::steady_clock::now(), timeout);
     auto call = std::make_shared<detail::portal_call<T>>(state_);
     state_->template start<T>(call, std::move(make_task), name.empty() ? "portal.call" : name, where,
                               &deadline);

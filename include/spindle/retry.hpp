@@ -34,9 +34,10 @@ struct retry_policy {
   unsigned max_attempts = 3;
   duration base_delay = std::chrono::milliseconds(100);
   duration max_delay = std::chrono::seconds(10);
-  /// Bounds all attempts and sleeps together; zero means none. A retry whose
-  /// sleep would end past it is not started: the last error is rethrown.
-  duration overall_timeout = duration::zero();
+  /// Bounds all attempts and sleeps together; nullopt: none (zero or
+  /// negative: already passed). A retry whose sleep would end past it is
+  /// not started: the last error is rethrown.
+  std::optional<duration> overall_timeout{};
   /// Which failures are worth another attempt. Default: kinds "timeout" and
   /// "connect" (retry_on_kinds). Cancellation is never retried.
   std::function<bool(const std::exception_ptr&)> retryable{};
@@ -88,7 +89,7 @@ task<R> retry_loop(P holder, F make, time_point deadline) {
     if (attempt >= p.max_attempts || !should_retry(p, failure)) std::rethrow_exception(failure);
     if (!b) b.emplace(p);
     duration delay = retry_delay(p, *b, attempt, failure);
-    if (deadline != time_point::max() && task_now() + delay >= deadline) {
+    if (deadline != time_point::max() && saturating_add(task_now(), delay) >= deadline) {
       std::rethrow_exception(failure);  // the next attempt could not finish in time
     }
     if (p.on_retry) p.on_retry(attempt, failure, delay);
@@ -99,10 +100,10 @@ task<R> retry_loop(P holder, F make, time_point deadline) {
 // Not a coroutine itself: without an overall timeout, the loop's task is
 // the whole retry (one frame per call, not two).
 template <class R, class P, class F>
-task<R> start_retry(P holder, F make, duration overall) {
-  if (overall > duration::zero()) {
-    const time_point deadline = deadline_after(overall);
-    return with_timeout(overall, retry_loop<R>(std::move(holder), std::move(make), deadline));
+task<R> start_retry(P holder, F make, std::optional<duration> overall) {
+  if (overall) {
+    const time_point deadline = deadline_after(*overall);
+    return with_timeout(*overall, retry_loop<R>(std::move(holder), std::move(make), deadline));
   }
   return retry_loop<R>(std::move(holder), std::move(make), time_point::max());
 }
@@ -120,7 +121,7 @@ task<R> start_retry(P holder, F make, duration overall) {
 /// cancellation is rethrown at once, never retried.
 template <class F>
 auto retry(retry_policy policy, F make) -> task<detail::await_result_t<std::invoke_result_t<F&>>> {
-  const duration overall = policy.overall_timeout;
+  const std::optional<duration> overall = policy.overall_timeout;
   return detail::start_retry<detail::await_result_t<std::invoke_result_t<F&>>>(std::move(policy),
                                                                                std::move(make), overall);
 }
@@ -135,7 +136,7 @@ requires std::same_as<std::remove_cvref_t<P>, std::shared_ptr<const retry_policy
 auto retry(P&& shared, F make) -> task<detail::await_result_t<std::invoke_result_t<F&>>> {
   std::shared_ptr<const retry_policy> policy = std::forward<P>(shared);
   if (!policy) throw usage_error("retry: null policy");
-  const duration overall = policy->overall_timeout;
+  const std::optional<duration> overall = policy->overall_timeout;
   return detail::start_retry<detail::await_result_t<std::invoke_result_t<F&>>>(std::move(policy),
                                                                                std::move(make), overall);
 }

@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <source_location>
 #include <string>
 #include <thread>
@@ -48,8 +49,9 @@ class stall_monitor;
 
 /// Per-loop watchdog settings (event_loop::options::watchdog).
 struct watchdog_options {
-  /// A step longer than this is a stall. Zero turns the watchdog off.
-  duration threshold = std::chrono::milliseconds(100);
+  /// A step longer than this is a stall; nullopt turns the watchdog off
+  /// (a value of zero or less: every step counts).
+  std::optional<duration> threshold = std::chrono::milliseconds(100);
   /// Where reports go; null: one line on stderr.
   stall_handler on_stall{};
   /// The monitor; null: the process's shared monitor thread.

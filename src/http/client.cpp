@@ -276,10 +276,10 @@ struct client::impl {
       // The header timeout needs a timer of its own only if it ends before
       // the request's deadline (never, when it is no shorter than the whole
       // request's timeout: no clock read then either).
-      const duration total = ro.timeout != duration::zero() ? ro.timeout : opts.request_timeout;
+      const std::optional<duration> total = ro.timeout ? ro.timeout : opts.request_timeout;
       time_point header_wait = time_point::max();
-      if (deadline == time_point::max() || opts.header_timeout < total) {
-        const time_point header_deadline = loop->now() + opts.header_timeout;
+      if (deadline == time_point::max() || !total || opts.header_timeout < *total) {
+        const time_point header_deadline = saturating_add(loop->now(), opts.header_timeout);
         if (header_deadline < deadline) header_wait = header_deadline;
       }
       phase = "waiting for the response headers";
@@ -389,8 +389,8 @@ struct client::impl {
                      std::string body, request_options ro) {
     if (!parsed) parsed.emplace(url::parse(raw));
     url& u = *parsed;  // (not moved out: four strings fewer to move per request)
-    const duration total = ro.timeout != duration::zero() ? ro.timeout : opts.request_timeout;
-    const time_point deadline = total > duration::zero() ? loop->now() + total : time_point::max();
+    const std::optional<duration> total = ro.timeout ? ro.timeout : opts.request_timeout;
+    const time_point deadline = total ? saturating_add(loop->now(), *total) : time_point::max();
     const int max_redirects = ro.max_redirects >= 0 ? ro.max_redirects : opts.max_redirects;
     request req;
     req.method = std::move(method);
@@ -419,8 +419,8 @@ struct client::impl {
         got =
             co_await move_on_at(deadline, exchange(u, req, ro, deadline, phase, may_follow, accept_encoding));
         if (!got)
-          throw timeout_error("request to " + u.to_string() + " timed out after " + millis(total) + " (" +
-                              phase + ")");
+          throw timeout_error("request to " + u.to_string() + " timed out after " +
+                              millis(total.value_or(duration::zero())) + " (" + phase + ")");
       }
       response& resp = *got;
       if (is_redirect_status(resp.status)) {

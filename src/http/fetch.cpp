@@ -460,10 +460,10 @@ struct fetcher::impl {
   }
 
   task<void> deadline_timer() {
-    co_await sleep_for(o.deadline);
+    co_await sleep_for(*o.deadline);
     st.deadline_hit = true;
     request_stop(!o.deadline_message.empty() ? o.deadline_message
-                                             : "the run's deadline of " + duration_text(o.deadline) +
+                                             : "the run's deadline of " + duration_text(*o.deadline) +
                                                    " passed before this input finished");
   }
 
@@ -478,7 +478,7 @@ struct fetcher::impl {
 
   task<void> main() {
     std::optional<join_handle<void>> timer;
-    if (o.deadline > duration::zero()) timer.emplace(loop->spawn(deadline_timer(), "fetch-deadline"));
+    if (o.deadline) timer.emplace(loop->spawn(deadline_timer(), "fetch-deadline"));
     reader = loop->spawn(read_and_close(), "fetch-reader");
     window = loop->spawn(run_window(), "fetch-window");
     co_await join_quietly(window);

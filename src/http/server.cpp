@@ -97,13 +97,14 @@ struct server::exchange {
     constexpr duration linger_total = std::chrono::seconds(2);
     constexpr duration linger_idle = std::chrono::seconds(1);
     event_loop& loop = *event_loop::current();
-    const time_point until = loop.now() + linger_total;
+    const time_point until = saturating_add(loop.now(), linger_total);
     s.shutdown_write();
     char sink[16 * 1024];
     try {
       for (;;) {
         task<std::size_t> read = s.read_some(std::span<char>(sink, sizeof sink));
-        const auto n = co_await move_on_at(std::min(until, loop.now() + linger_idle), std::move(read));
+        const auto n =
+            co_await move_on_at(std::min(until, saturating_add(loop.now(), linger_idle)), std::move(read));
         if (!n || *n == 0) break;
       }
     } catch (const cancelled_error&) {
@@ -336,7 +337,7 @@ void server::connection_ended(conn* c) noexcept {
 
 namespace {
 
-time_point after(duration d) { return event_loop::current()->now() + d; }
+time_point after(duration d) { return saturating_add(event_loop::current()->now(), d); }
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 

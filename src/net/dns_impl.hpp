@@ -124,7 +124,7 @@ struct resolver::impl {
       lru.splice(lru.begin(), lru, it->second.lru);
     }
     it->second.addresses = addresses;
-    it->second.expires = loop.now() + ttl;
+    it->second.expires = saturating_add(loop.now(), ttl);
     while (cache.size() > opts.cache_capacity) {
       cache.erase(lru.back());
       lru.pop_back();

@@ -226,13 +226,13 @@ task<tcp_stream> connect(socket_address address, connect_options opts) {
     if (errno != EINPROGRESS)
       throw connect_error("connect to " + address.to_string() + ": " + errno_text(errno));
     bool writable = true;
-    if (opts.timeout > duration::zero()) {
-      writable = co_await move_on_after(opts.timeout, stream.io_->wait_writable());
+    if (opts.timeout) {
+      writable = co_await move_on_after(*opts.timeout, stream.io_->wait_writable());
     } else {
       co_await stream.io_->wait_writable();
     }
     if (!writable)
-      throw timeout_error("connect to " + address.to_string() + " timed out after " + millis(opts.timeout));
+      throw timeout_error("connect to " + address.to_string() + " timed out after " + millis(*opts.timeout));
     int err = 0;
     socklen_t len = sizeof err;
     if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
@@ -249,7 +249,7 @@ task<tcp_stream> connect(std::vector<socket_address> addresses, connect_options 
   for (std::size_t i = 0; i < addresses.size(); ++i) states.push_back(std::make_unique<attempt_state>());
   std::optional<tcp_stream> winner;
   connect_options each = opts;
-  each.timeout = duration::zero();  // the race as a whole is bounded below
+  each.timeout = std::nullopt;  // the race as a whole is bounded below
   auto race = [&](task_group& g) -> task<void> {
     for (std::size_t i = 0; i < addresses.size(); ++i) {
       g.spawn(attempt(addresses[i], i == 0 ? nullptr : states[i - 1].get(), *states[i], each, winner, g),
@@ -258,8 +258,8 @@ task<tcp_stream> connect(std::vector<socket_address> addresses, connect_options 
     co_return;
   };
   bool finished = true;
-  if (opts.timeout > duration::zero()) {
-    finished = co_await move_on_after(opts.timeout, with_task_group(race));
+  if (opts.timeout) {
+    finished = co_await move_on_after(*opts.timeout, with_task_group(race));
   } else {
     co_await with_task_group(race);
   }
@@ -271,7 +271,7 @@ task<tcp_stream> connect(std::vector<socket_address> addresses, connect_options 
     tried += states[i]->error;
   }
   if (!finished) {
-    throw timeout_error("connect timed out after " + millis(opts.timeout) + " trying " +
+    throw timeout_error("connect timed out after " + millis(*opts.timeout) + " trying " +
                         std::to_string(addresses.size()) + " addresses" +
                         (tried.empty() ? "" : " (" + tried + ")"));
   }
@@ -279,16 +279,16 @@ task<tcp_stream> connect(std::vector<socket_address> addresses, connect_options 
 }
 
 task<tcp_stream> connect(resolver& dns, std::string host, std::uint16_t port, connect_options opts) {
-  const auto deadline = event_loop::current()->now() + opts.timeout;
   std::vector<socket_address> addresses;
-  if (opts.timeout > duration::zero()) {
+  if (opts.timeout) {
+    const auto deadline = saturating_add(event_loop::current()->now(), *opts.timeout);
     auto found = co_await move_on_at(deadline, dns.resolve(host, port));
     if (!found)
-      throw timeout_error("connect to " + host + ": name lookup timed out after " + millis(opts.timeout));
+      throw timeout_error("connect to " + host + ": name lookup timed out after " + millis(*opts.timeout));
     addresses = std::move(*found);
-    opts.timeout = deadline - event_loop::current()->now();
-    if (opts.timeout <= duration::zero())
-      throw timeout_error("connect to " + host + " timed out after lookup");
+    const duration left = deadline - event_loop::current()->now();
+    if (left <= duration::zero()) throw timeout_error("connect to " + host + " timed out after lookup");
+    if (deadline != time_point::max()) opts.timeout = left;
   } else {
     addresses = co_await dns.resolve(host, port);
   }

@@ -173,13 +173,12 @@ TEST(Watchdog, IdleLoopIsNotAStall) {
   bg.stop();
 }
 
-TEST(Watchdog, ZeroThresholdTurnsItOff) {
+TEST(Watchdog, NoThresholdTurnsItOff) {
   manual_clock clock;
   stall_monitor monitor(clock);
   report_log log;
-  event_loop loop(
-      {.name = "off",
-       .watchdog = {.threshold = duration::zero(), .on_stall = log.handler(), .monitor = &monitor}});
+  event_loop loop({.name = "off",
+                   .watchdog = {.threshold = std::nullopt, .on_stall = log.handler(), .monitor = &monitor}});
   auto step = [&]() -> task<void> {
     monitor.tick();
     clock.advance(10s);

@@ -71,7 +71,8 @@ struct client_options {
   duration idle_timeout = std::chrono::seconds(30);
   duration connect_timeout = std::chrono::seconds(10);  ///< DNS + TCP + TLS
   duration header_timeout = std::chrono::seconds(30);   ///< request sent → headers received
-  duration request_timeout = std::chrono::seconds(60);  ///< the whole request, redirects included; zero: none
+  /// The whole request, redirects included; nullopt: none.
+  std::optional<duration> request_timeout = std::chrono::seconds(60);
   std::uint64_t max_response_bytes = 64ull * 1024 * 1024;  ///< wire and decoded
   std::size_t max_header_bytes = 64 * 1024;
   /// 1xx responses (100 Continue, 103 Early Hints) skipped before the final
@@ -97,10 +98,10 @@ struct client_options {
 /// Per-request overrides. Trivially copyable on purpose (see DEVELOPERS.md:
 /// pass it as a temporary inside co_await safely).
 struct request_options {
-  duration timeout = duration::zero();  ///< zero: client_options::request_timeout
-  int max_redirects = -1;               ///< -1: client_options::max_redirects
-  bool throw_on_status = false;         ///< non-2xx → http_status_error
-  bool keep_body = true;                ///< false: count the body's bytes only
+  std::optional<duration> timeout{};  ///< nullopt: client_options::request_timeout
+  int max_redirects = -1;             ///< -1: client_options::max_redirects
+  bool throw_on_status = false;       ///< non-2xx → http_status_error
+  bool keep_body = true;              ///< false: count the body's bytes only
   /// zero: client_options::max_response_bytes; with a sink, zero: no limit.
   std::uint64_t max_response_bytes = 0;
   /// The body goes to this sink instead of response::body (which stays

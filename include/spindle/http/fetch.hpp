@@ -130,10 +130,10 @@ struct fetch_options {
   /// redirect's). With an engine-made client, also its connections per origin.
   std::size_t per_host = 0;
   duration timeout = std::chrono::seconds(10);  ///< each attempt: connect, send, the whole response
-  /// The whole run; zero: none. When it passes, in-flight inputs end as
-  /// `cancelled`, no attempt starts, and a finite() source is read to its
-  /// end, each input a `cancelled` result.
-  duration deadline = duration::zero();
+  /// The whole run; nullopt: none (zero or negative: already passed). When
+  /// it passes, in-flight inputs end as `cancelled`, no attempt starts, and
+  /// a finite() source is read to its end, each input a `cancelled` result.
+  std::optional<duration> deadline{};
   /// The message of the results the deadline cancels; empty: "the run's
   /// deadline of D passed before this input finished".
   std::string deadline_message{};

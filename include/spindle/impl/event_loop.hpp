@@ -69,7 +69,7 @@ timer_handle event_loop::call_at(time_point when, F&& fn) {
 template <class F>
 timer_handle event_loop::call_later(duration delay, F&& fn) {
   check_owner("call_later");
-  return call_at(now() + delay, std::forward<F>(fn));
+  return call_at(saturating_add(now(), delay), std::forward<F>(fn));
 }
 
 template <class F>

@@ -55,8 +55,8 @@ inline std::shared_ptr<const retry_policy> borrowed_policy(const retry_policy& p
 /// Runs one item, bounded by the per-item timeout. Not a coroutine: without
 /// a timeout the item's own task is returned (no frame of its own).
 template <class T>
-task<T> run_item(task<T> t, duration per_item_timeout) {
-  if (per_item_timeout > duration::zero()) return with_timeout(per_item_timeout, std::move(t));
+task<T> run_item(task<T> t, std::optional<duration> per_item_timeout) {
+  if (per_item_timeout) return with_timeout(*per_item_timeout, std::move(t));
   return t;
 }
 

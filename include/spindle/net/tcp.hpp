@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -90,9 +91,10 @@ class tcp_stream {
 };
 
 struct connect_options {
-  /// The whole connect (every address tried). Also bounded by the caller's
-  /// deadline (with_timeout, ...), whichever is earlier.
-  duration timeout = std::chrono::seconds(10);
+  /// The whole connect (every address tried); nullopt: none (zero or
+  /// negative: already passed). Also bounded by the caller's deadline
+  /// (with_timeout, ...), whichever is earlier.
+  std::optional<duration> timeout = std::chrono::seconds(10);
   /// Happy Eyeballs (RFC 8305): the next address is tried when the
   /// previous attempt fails or after this delay, whichever comes first;
   /// the first to connect wins and the others are cancelled.
