@@ -76,6 +76,33 @@ void portal_call_base::publish() noexcept {
   // The answering side holds a reference, so the word outlives the wake.
   if (state_.exchange(answered, std::memory_order_acq_rel) == sleeping)
     futex(&state_, FUTEX_WAKE, INT_MAX, nullptr);
+  // A task awaiting on a loop (submit_to): wake it there. Under the lock,
+  // so clear_waker() never returns while a wake still runs. (answered is
+  // set first: a set_waker() that takes the lock later sees it.)
+  std::lock_guard lock(waker_mutex_);
+  if (waker_) {
+    std::function<void()> wake = std::move(waker_);
+    waker_ = nullptr;
+    try {
+      wake();
+    } catch (...) {
+      // Only an allocation failure can land here; the awaiting task would
+      // wait for ever: the process cannot keep its contract any more.
+      std::terminate();
+    }
+  }
+}
+
+bool portal_call_base::set_waker(std::function<void()> wake) {
+  std::lock_guard lock(waker_mutex_);
+  if (ready()) return false;
+  waker_ = std::move(wake);
+  return true;
+}
+
+void portal_call_base::clear_waker() noexcept {
+  std::lock_guard lock(waker_mutex_);
+  waker_ = nullptr;
 }
 
 void portal_call_base::publish_value() noexcept {
@@ -125,6 +152,13 @@ void portal_state::check_not_loop_thread(const char* method) const {
     throw wrong_thread_error(std::string(method) + " called on the thread of loop '" + loop_name_ + "' (" +
                              describe_current_thread() +
                              "): it would block the loop it waits for; co_await the task instead");
+  }
+  // Any other loop's thread: blocking it freezes every task of that loop
+  // (the trap of the seeds: one loop frozen by a call into another).
+  if (const event_loop* running = event_loop::current(); running != nullptr) {
+    throw usage_error(std::string(method) + " called on the thread of loop '" + running->name() + "' (" +
+                      describe_current_thread() + "): it would block that loop while loop '" + loop_name_ +
+                      "' works; from a task, co_await submit_to(portal, make_task) instead");
   }
 }
 

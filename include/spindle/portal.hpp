@@ -40,9 +40,17 @@ struct portal_statistics {
 
 }  // namespace spindle
 
+#include "spindle/event.hpp"
 #include "spindle/impl/portal.hpp"
 
 namespace spindle {
+
+template <class T>
+class portal_future;
+namespace detail {
+template <class T>
+task<T> await_portal_answer(portal_future<T> f);
+}  // namespace detail
 
 /// The answer to one portal::submit: wait for it, take it, or cancel it
 /// from any thread.
@@ -100,6 +108,8 @@ class [[nodiscard]] portal_future {
   void check(const char* what) const {
     if (!call_) throw usage_error(std::string(what) + " on an invalid portal_future");
   }
+  template <class U>
+  friend task<U> detail::await_portal_answer(portal_future<U> f);
   std::shared_ptr<detail::portal_call<T>> call_;
   std::shared_ptr<detail::portal_state> state_;
 };
@@ -117,7 +127,9 @@ class [[nodiscard]] portal_future {
 ///
 /// **Thread safety:** every member is safe from any thread. The blocking
 /// ones (call, call_sync, and waiting on a portal_future) throw
-/// wrong_thread_error on the loop's own thread instead of deadlocking.
+/// wrong_thread_error on the loop's own thread instead of deadlocking, and
+/// usage_error on the thread of any other running loop (which they would
+/// freeze): from a task, co_await submit_to(portal, make_task) instead.
 /// **Cancellation:** call's timeout cancels the task on the loop; a
 /// portal_future can be cancelled. The loop's shutdown phase closes the
 /// portal: pending calls fail with shutdown_error (every call gets an
@@ -197,5 +209,65 @@ class portal {
  private:
   std::shared_ptr<detail::portal_state> state_;
 };
+
+namespace detail {
+
+// Awaits a future's answer from a task on any loop without blocking its
+// thread: the answering side posts a wake to this loop.
+template <class T>
+task<T> await_portal_answer(portal_future<T> f) {
+  event_loop& here = *event_loop::current();
+  auto done = std::make_shared<event>("submit_to answer");
+  auto wake = [&here, done] { here.call_soon_threadsafe([done] { done->set(); }); };
+  if (f.call_->set_waker(std::move(wake))) {
+    std::exception_ptr cancelled;
+    try {
+      co_await done->wait();
+    } catch (...) {
+      cancelled = std::current_exception();
+    }
+    if (cancelled) {
+      // Structured: the target's task is cancelled and waited for, so what
+      // it borrows from this caller stays valid until it ends.
+      f.cancel();
+      auto rest = shielded(done->wait());
+      co_await std::move(rest);
+      f.call_->clear_waker();
+      std::rethrow_exception(cancelled);
+    }
+  }
+  f.call_->clear_waker();
+  auto call = std::move(f.call_);
+  co_return call->take();
+}
+
+}  // namespace detail
+
+/// The non-blocking door between loops (Seastar's `smp::submit_to`): runs
+/// `make_task()` on the portal's loop and resumes the calling task, on its
+/// own loop, with the value or the exception (type kept). No thread is
+/// blocked: the caller's loop runs its other tasks meanwhile. From a loop's
+/// thread, this is the way in; portal::call, call_sync and waiting on a
+/// portal_future throw usage_error there.
+///
+///     int n = co_await submit_to(other.portal(), [&]() -> task<int> { co_return count(); });
+///
+/// **Thread safety:** await inside a task on any loop (the target's own
+/// included).
+/// **Cancellation:** a cancellation point; cancelling the caller cancels
+/// the task on the target loop and waits for it to end (so captures by
+/// reference stay valid), then throws cancelled_error. When the target
+/// loop stops first: shutdown_error.
+template <class F>
+auto submit_to(portal target, F make_task, std::string_view name = {},
+               std::source_location where = std::source_location::current())
+    -> task<detail::portal_task_result_t<F>> {
+  using T = detail::portal_task_result_t<F>;
+  // Submitted when awaited (not when called), as any task.
+  return [](portal p, F make, std::string n, std::source_location w) -> task<T> {
+    auto fut = p.submit(std::move(make), n.empty() ? std::string_view("submit_to") : std::string_view(n), w);
+    co_return co_await detail::await_portal_answer<T>(std::move(fut));
+  }(std::move(target), std::move(make_task), std::string(name), where);
+}
 
 }  // namespace spindle

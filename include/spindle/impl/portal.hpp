@@ -5,7 +5,9 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <source_location>
 #include <string>
@@ -60,6 +62,13 @@ class portal_call_base {
   /// Answers shutdown_error ("`what`") unless already answered.
   void answer_shutdown(const char* what) noexcept;
 
+  /// For a task awaiting the answer on a loop (submit_to): `wake` is called
+  /// once, on the answering thread, when the answer is published. False
+  /// (and `wake` dropped) when the answer is already in.
+  bool set_waker(std::function<void()> wake);
+  /// No wake from now on; waits for a wake already running to return.
+  void clear_waker() noexcept;
+
   std::atomic<bool> cancel_requested{false};
 
   // Loop thread only: the task running the call, while it runs.
@@ -79,6 +88,8 @@ class portal_call_base {
   std::atomic<std::uint32_t> state_{pending};
   std::atomic<bool> claimed_{false};
   std::shared_ptr<portal_state> owner_;
+  std::mutex waker_mutex_;
+  std::function<void()> waker_;
 };
 
 template <class T>
