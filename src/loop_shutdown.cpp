@@ -8,10 +8,30 @@
 //   5. Shut down the attached participants (thread pools, portals), and put
 //      the pools' accounts into the one combined report.
 
+#include <algorithm>
+#include <unordered_map>
+
 #include "detail/loop_access.hpp"
 #include "spindle/event_loop.hpp"
 
 namespace spindle {
+
+namespace {
+
+// The report's count by name, bounded: the max_named_tasks most frequent
+// names (ties by name), the rest summed under "(other names)".
+void keep_most_frequent(const std::unordered_map<std::string, std::uint64_t>& all,
+                        std::map<std::string, std::uint64_t>& out) {
+  std::vector<std::pair<std::string, std::uint64_t>> v(all.begin(), all.end());
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
+  const std::size_t keep = std::min(v.size(), loop_shutdown_report::max_named_tasks);
+  for (std::size_t i = 0; i < keep; ++i) out[v[i].first] = v[i].second;
+  for (std::size_t i = keep; i < v.size(); ++i) out["(other names)"] += v[i].second;
+}
+
+}  // namespace
 
 void event_loop::shutdown_tasks() {
   loop_shutdown_report r;
@@ -21,10 +41,16 @@ void event_loop::shutdown_tasks() {
     // A stop() that ended the main phase must not end the shutdown phase.
     stop_requested_.store(false, std::memory_order_relaxed);
     const loop_statistics before = stats_;
+    std::unordered_map<std::string, std::uint64_t> by_name;  // (all names: shutdown only)
     for (detail::task_node* t = live_head_; t != nullptr; t = t->live_next) {
       ++r.cancelled;
+      // Named, so "10 tasks left at exit" can be traced to code.
+      std::string name = describe_task(t->name(), t->where());
+      if (r.cancelled_tasks.size() < loop_shutdown_report::max_named_tasks) r.cancelled_tasks.push_back(name);
+      ++by_name[std::move(name)];
       t->request_cancel();
     }
+    keep_most_frequent(by_name, r.cancelled_by_name);
     const auto grace_end = saturating_add(std::chrono::steady_clock::now(), opts_.shutdown_grace);
     for (;;) {
       auto left = grace_end - std::chrono::steady_clock::now();
@@ -89,6 +115,20 @@ std::string loop_shutdown_report::to_string() const {
                   " ended_failed=" + std::to_string(ended_failed) +
                   " ended_completed=" + std::to_string(ended_completed) +
                   " abandoned=" + std::to_string(abandoned_tasks.size());
+  if (!cancelled_by_name.empty()) {
+    // The ten most frequent names, most first (ties by name).
+    std::vector<std::pair<std::string, std::uint64_t>> top(cancelled_by_name.begin(),
+                                                           cancelled_by_name.end());
+    std::stable_sort(top.begin(), top.end(),
+                     [](const auto& a, const auto& b) { return a.second > b.second; });
+    s += " cancelled_tasks=[";
+    for (std::size_t i = 0; i < top.size() && i < 10; ++i) {
+      if (i != 0) s += ",";
+      s += top[i].first + " (" + std::to_string(top[i].second) + ")";
+    }
+    if (top.size() > 10) s += ",... " + std::to_string(top.size() - 10) + " more names";
+    s += "]";
+  }
   if (!abandoned_tasks.empty()) {
     s += " abandoned_tasks=[";
     for (std::size_t i = 0; i < abandoned_tasks.size(); ++i) {

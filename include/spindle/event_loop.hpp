@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <source_location>
@@ -59,7 +60,14 @@ struct loop_statistics {
 /// and the final account of every thread pool attached to the loop.
 struct loop_shutdown_report {
   std::string loop;
-  std::uint64_t cancelled = 0;               ///< tasks alive at the start: all were cancelled
+  std::uint64_t cancelled = 0;  ///< tasks alive at the start: all were cancelled
+  /// What was cancelled, by name (the task's name, or its spawn site's
+  /// file:line): max_named_tasks of them (newest first), and a count per
+  /// name for the max_named_tasks most frequent names (the others summed
+  /// under "(other names)"); the counts add up to `cancelled`.
+  std::vector<std::string> cancelled_tasks;
+  std::map<std::string, std::uint64_t> cancelled_by_name;
+  static constexpr std::size_t max_named_tasks = 100;
   std::uint64_t ended_cancelled = 0;         ///< ended with cancelled_error within the grace
   std::uint64_t ended_failed = 0;            ///< ended with another exception within the grace
   std::uint64_t ended_completed = 0;         ///< ended normally within the grace (caught the cancellation)

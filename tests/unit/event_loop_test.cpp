@@ -270,6 +270,39 @@ struct never_resumed {
   void await_resume() const noexcept {}
 };
 
+// Issue #17 point 3: "N tasks left at exit" can be traced to code.
+TEST(EventLoop, ShutdownReportNamesWhatItCancelled) {
+  event_loop loop({.name = "names"});
+  auto waiter = []() -> task<void> { co_await sleep_for(std::chrono::hours(1)); };
+  auto main = [&]() -> task<void> {
+    for (int i = 0; i < 3; ++i) loop.spawn_detached(waiter(), "fetch-worker");
+    for (int i = 0; i < 2; ++i) loop.spawn_detached(waiter(), "flusher");
+    for (int i = 0; i < 2; ++i) loop.spawn_detached(waiter(), "");  // unnamed: its spawn site
+    for (int i = 0; i < 150; ++i) loop.spawn_detached(waiter(), "bulk-" + std::to_string(i));
+    co_await yield();
+  };
+  loop.run(main());
+  const loop_shutdown_report& r = loop.last_shutdown_report();
+  EXPECT_EQ(r.cancelled, 157u);
+  EXPECT_EQ(r.cancelled_tasks.size(), loop_shutdown_report::max_named_tasks);  // bounded
+  EXPECT_EQ(r.cancelled_by_name.at("fetch-worker"), 3u);
+  EXPECT_EQ(r.cancelled_by_name.at("flusher"), 2u);
+  bool site = false;
+  for (const auto& [name, n] : r.cancelled_by_name)
+    site = site || name.find("event_loop_test.cpp:") != std::string::npos;
+  EXPECT_TRUE(site) << "an unnamed task is named by its spawn site";
+  EXPECT_EQ(r.cancelled_by_name.size(), loop_shutdown_report::max_named_tasks + 1);  // + "(other names)"
+  // The most frequent names are kept: 3 + 97 of the 150 single bulk names.
+  EXPECT_EQ(r.cancelled_by_name.at("(other names)"), 53u);
+  std::uint64_t counted = 0;
+  for (const auto& [name, n] : r.cancelled_by_name) counted += n;
+  EXPECT_EQ(counted, r.cancelled);
+  EXPECT_GT(r.cancelled_by_name.at("(other names)"), 0u);
+  const std::string text = r.to_string();
+  EXPECT_NE(text.find("fetch-worker (3)"), std::string::npos) << text;
+  EXPECT_NE(text.find("more names"), std::string::npos) << text;
+}
+
 TEST(EventLoop, TaskThatIgnoresCancellationIsReportedAsAbandoned) {
   event_loop loop({.name = "grace", .shutdown_grace = 20ms});
   test::diagnostic_log log(loop);
