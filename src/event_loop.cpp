@@ -40,7 +40,7 @@ namespace spindle {
 
 namespace detail {
 
-thread_local thread_context tls_context;
+constinit thread_local thread_context tls_context;
 
 /// The loop's wake-up: an eventfd written at most once per sleep.
 class waker {

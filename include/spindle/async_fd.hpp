@@ -84,8 +84,10 @@ class async_fd::wait_awaiter : public detail::cancel_hook {
   wait_awaiter(wait_awaiter&&) noexcept = default;
   wait_awaiter& operator=(wait_awaiter&&) = delete;
   [[nodiscard]] bool await_ready() noexcept {
-    // Readiness seen since the last wait: consume it without suspending.
-    if (dir_->ready) {
+    // Readiness seen since the last wait: consume it without suspending
+    // (unless the task is cancelled: await_suspend throws, and the
+    // readiness stays for a later wait).
+    if (dir_->ready && !detail::cancel_pending()) {
       dir_->ready = false;
       dir_->drained = false;
       return true;

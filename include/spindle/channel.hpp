@@ -49,6 +49,7 @@ class channel {
    public:
     send_awaiter(channel& c, T v) : c_(&c), value_(std::move(v)) {}
     [[nodiscard]] bool await_ready() {
+      if (detail::cancel_pending()) return false;  // (park() then throws: nothing is sent)
       if (c_->closed_) return true;
       return c_->try_push(value_);
     }
@@ -73,7 +74,10 @@ class channel {
   class receive_awaiter : public detail::waiter {
    public:
     explicit receive_awaiter(channel& c) : c_(&c) {}
-    [[nodiscard]] bool await_ready() { return !c_->buffer_.empty() || c_->closed_; }
+    [[nodiscard]] bool await_ready() {
+      // A cancelled task takes nothing: park() throws before the buffer is touched.
+      return (!c_->buffer_.empty() || c_->closed_) && !detail::cancel_pending();
+    }
     bool await_suspend(std::coroutine_handle<> h) {
       return c_->receivers_.park(*this, h, "channel::receive");
     }

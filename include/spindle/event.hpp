@@ -33,7 +33,7 @@ class event {
   class wait_awaiter : public detail::waiter {
    public:
     explicit wait_awaiter(event& e) noexcept : e_(&e) {}
-    [[nodiscard]] bool await_ready() const noexcept { return e_->set_; }
+    [[nodiscard]] bool await_ready() const noexcept { return e_->set_ && !detail::cancel_pending(); }
     bool await_suspend(std::coroutine_handle<> h) { return e_->queue_.park(*this, h, "event::wait"); }
     void await_resume() const {
       if (cancelled) throw cancelled_error();

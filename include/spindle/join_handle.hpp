@@ -83,7 +83,9 @@ class [[nodiscard]] join_handle {
   struct awaiter {
     detail::typed_task_node<T>* node;
     detail::join_wait wait{node};
-    [[nodiscard]] bool await_ready() const noexcept { return node == nullptr || wait.ready(); }
+    [[nodiscard]] bool await_ready() const noexcept {
+      return node == nullptr || (wait.ready() && !detail::cancel_pending());
+    }
     bool await_suspend(std::coroutine_handle<> h) { return wait.suspend(h); }
     decltype(auto) await_resume() {
       if (node == nullptr) throw usage_error("awaited an empty join_handle");

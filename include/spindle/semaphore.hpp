@@ -67,7 +67,7 @@ class semaphore {
   class acquire_awaiter : public detail::waiter {
    public:
     explicit acquire_awaiter(semaphore& s) noexcept : s_(&s) {}
-    [[nodiscard]] bool await_ready() noexcept { return s_->try_acquire(); }
+    [[nodiscard]] bool await_ready() noexcept { return !detail::cancel_pending() && s_->try_acquire(); }
     bool await_suspend(std::coroutine_handle<> h) {
       if (!s_->queue_.park(*this, h, "semaphore::acquire")) return false;
       ++s_->waited_;

@@ -99,6 +99,8 @@ void tcp_stream::shutdown_write() noexcept {
 }
 
 task<std::size_t> tcp_stream::read_some(std::span<std::byte> buffer) {
+  // A cancellation point even when data is waiting (checks first).
+  if (detail::cancel_pending()) throw cancelled_error();
   if (buffer.empty()) co_return 0;
   for (;;) {
     if (fd_ < 0) throw connection_error("read on a closed tcp_stream");
@@ -120,6 +122,7 @@ task<std::size_t> tcp_stream::read_some(std::span<std::byte> buffer) {
 }
 
 task<void> tcp_stream::write_all(std::span<const std::byte> data) {
+  if (detail::cancel_pending()) throw cancelled_error();  // (checks first, as every cancellation point)
   for (;;) {
     data = data.subspan(try_write(std::string_view(reinterpret_cast<const char*>(data.data()), data.size())));
     if (data.empty()) co_return;
@@ -354,6 +357,7 @@ bool tcp_listener::shed(std::string_view farewell) noexcept {
 
 task<tcp_stream> tcp_listener::accept_or_exhausted(int* exhausted) {
   *exhausted = 0;
+  if (detail::cancel_pending()) throw cancelled_error();  // (checks first, as every cancellation point)
   for (;;) {
     if (fd_ < 0) throw usage_error("accept on a closed tcp_listener");
     const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);

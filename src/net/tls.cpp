@@ -172,6 +172,8 @@ SSL* make_ssl(const tls_context& ctx, tcp_stream& tcp) {
 // Drives an OpenSSL call until it completes, waiting on the socket as asked.
 template <class Op>
 task<int> drive(SSL* ssl, tcp_stream& tcp, Op op, const char* during, bool zero_is_eof) {
+  // A cancellation point even when OpenSSL has the bytes already (checks first).
+  if (detail::cancel_pending()) throw cancelled_error();
   for (;;) {
     ERR_clear_error();
     errno = 0;

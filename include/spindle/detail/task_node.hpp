@@ -157,7 +157,16 @@ struct thread_context {
   event_loop* loop = nullptr;
   task_node* task = nullptr;
 };
-extern thread_local thread_context tls_context;
+extern constinit thread_local thread_context tls_context;
+
+/// True when the running task (if any) has a cancellation pending. Every
+/// cancellation point's ready path checks it first (Trio's rule: a
+/// checkpoint always checks), so a cancelled task cannot go on through
+/// awaits that happen not to suspend.
+[[nodiscard]] inline bool cancel_pending() noexcept {
+  const task_node* t = tls_context.task;
+  return t != nullptr && t->cancel_requested();
+}
 
 /// True when `e` holds a cancelled_error.
 [[nodiscard]] bool is_cancellation(const std::exception_ptr& e) noexcept;

@@ -35,6 +35,9 @@ const PORTAL_RT_N: usize = 10_000;
 const PORTAL_RT_WARMUP: usize = 100;
 const PORTAL_TP_N: usize = 16_000; // total calls, split evenly among the foreign threads
 const PORTAL_TP_WARMUP: usize = 10; // per foreign thread, before the barrier
+const SEM_N: u64 = 1_000_000;
+const HANDOFF_N: u64 = 100_000;
+const CHANNEL_N: u64 = 1_000_000;
 
 const ALL_OPS: &[&str] = &[
     "spawn_await",
@@ -51,6 +54,9 @@ const ALL_OPS: &[&str] = &[
     "portal_throughput_1",
     "portal_throughput_4",
     "portal_throughput_16",
+    "semaphore",
+    "semaphore_handoff",
+    "channel",
 ];
 
 struct Result {
@@ -443,6 +449,69 @@ fn portal_throughput(nthreads: usize) -> Result {
     Result { note: Some(note), ..Result::plain(ns(el) / total as f64) }
 }
 
+// Sync primitives, as bench/fanout_bench.cpp measures spindle's (issue #17:
+// the semaphore and channel rows must stay ahead of Tokio's).
+// semaphore: uncontended acquire + release (ns per pair).
+fn semaphore() -> Result {
+    let el = run_in_task(async {
+        let sem = Semaphore::new(10);
+        let t0 = Instant::now();
+        for _ in 0..SEM_N {
+            let permit = sem.acquire().await.unwrap();
+            drop(black_box(permit));
+        }
+        t0.elapsed()
+    });
+    Result::plain(ns(el) / SEM_N as f64)
+}
+
+// semaphore_handoff: two tasks pass one permit back and forth, each holding
+// it across a yield (ns per hand-off).
+fn semaphore_handoff() -> Result {
+    let el = run_in_task(async {
+        let sem = Arc::new(Semaphore::new(1));
+        let t0 = Instant::now();
+        let player = |s: Arc<Semaphore>| async move {
+            for _ in 0..HANDOFF_N / 2 {
+                let permit = s.acquire().await.unwrap();
+                tokio::task::yield_now().await;
+                drop(permit);
+            }
+        };
+        let a = tokio::spawn(player(sem.clone()));
+        let b = tokio::spawn(player(sem.clone()));
+        a.await.unwrap();
+        b.await.unwrap();
+        t0.elapsed()
+    });
+    Result::plain(ns(el) / HANDOFF_N as f64)
+}
+
+// channel: 1,000,000 values through a bounded channel of 1,024, producer and
+// consumer tasks (ns per value).
+fn channel() -> Result {
+    let el = run_in_task(async {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(1024);
+        let t0 = Instant::now();
+        let producer = tokio::spawn(async move {
+            for i in 0..CHANNEL_N {
+                tx.send(i).await.unwrap();
+            }
+        });
+        let consumer = tokio::spawn(async move {
+            let mut sum: u64 = 0;
+            while let Some(v) = rx.recv().await {
+                sum += v;
+            }
+            black_box(sum)
+        });
+        producer.await.unwrap();
+        consumer.await.unwrap();
+        t0.elapsed()
+    });
+    Result::plain(ns(el) / CHANNEL_N as f64)
+}
+
 fn run(op: &str) -> Result {
     match op {
         "spawn_await" => spawn_await(),
@@ -459,6 +528,9 @@ fn run(op: &str) -> Result {
         "portal_throughput_1" => portal_throughput(1),
         "portal_throughput_4" => portal_throughput(4),
         "portal_throughput_16" => portal_throughput(16),
+        "semaphore" => semaphore(),
+        "semaphore_handoff" => semaphore_handoff(),
+        "channel" => channel(),
         _ => unreachable!(),
     }
 }
