@@ -20,6 +20,7 @@
 #include <ranges>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "spindle/as_completed.hpp"
@@ -27,8 +28,10 @@
 #include "spindle/event_loop.hpp"
 #include "spindle/gather.hpp"
 #include "spindle/http/client.hpp"
+#include "spindle/http/group_server.hpp"
 #include "spindle/http/server.hpp"
 #include "spindle/http/url.hpp"
+#include "spindle/loop_group.hpp"
 #include "spindle/net/address.hpp"
 #include "spindle/net/tcp.hpp"
 #include "spindle/sleep.hpp"
@@ -73,6 +76,30 @@ task<int> run_server(std::uint16_t port, int seconds) {
                static_cast<unsigned long long>(s.connections_accepted),
                static_cast<unsigned long long>(s.requests), static_cast<unsigned long long>(s.bad_requests));
   co_return 0;
+}
+
+// --loops N (N > 1): a loop_group of N pinned loops, one acceptor each on
+// the same port (http::group_server); this thread only waits.
+int run_group_server(std::uint16_t port, int seconds, std::size_t loops) {
+  loop_group group({.loops = loops, .name = "http", .pin = true});
+  http::group_server_options o;
+  o.address = net::socket_address::loopback_v4(port);
+  http::group_server srv(group, hello, o);
+  std::fprintf(stderr, "http_bench: serving on 127.0.0.1:%u with %zu loops for at most %d s\n",
+               static_cast<unsigned>(srv.port()), loops, seconds);
+  for (int i = 0; i < seconds * 20 && g_stop_requested == 0; ++i) std::this_thread::sleep_for(50ms);
+  std::uint64_t requests = 0;
+  std::string per_loop;
+  for (const auto& s : srv.statistics()) {
+    requests += s.requests;
+    if (!per_loop.empty()) per_loop += '/';
+    per_loop += std::to_string(s.requests);
+  }
+  srv.stop();
+  group.stop();
+  std::fprintf(stderr, "http_bench: stopped; %llu requests (per loop %s)\n",
+               static_cast<unsigned long long>(requests), per_loop.c_str());
+  return 0;
 }
 
 std::string describe(const std::exception_ptr& e) {
@@ -142,7 +169,7 @@ task<int> run_client(std::string url, std::size_t n, std::size_t c, int repeat) 
 
 [[noreturn]] void usage() {
   std::fputs(
-      "usage: http_bench server --port P [--seconds S]\n"
+      "usage: http_bench server --port P [--seconds S] [--loops N]\n"
       "       http_bench client --url URL --requests N --concurrency C [--repeat K]\n",
       stderr);
   std::exit(2);
@@ -165,6 +192,7 @@ int main(int argc, char** argv) {
   long requests = 20000;
   long concurrency = 64;
   long repeat = 1;
+  long loops = 1;
   std::string url;
   for (int i = 2; i < argc; ++i) {
     const std::string_view a = argv[i];
@@ -180,6 +208,8 @@ int main(int argc, char** argv) {
       requests = number(v, 1, 100'000'000);
     } else if (a == "--concurrency") {
       concurrency = number(v, 1, 10'000);
+    } else if (a == "--loops") {
+      loops = number(v, 1, 256);
     } else if (a == "--repeat") {
       repeat = number(v, 1, 1000);
     } else {
@@ -195,6 +225,9 @@ int main(int argc, char** argv) {
       sigemptyset(&sa.sa_mask);
       sigaction(SIGINT, &sa, nullptr);
       sigaction(SIGTERM, &sa, nullptr);
+      if (loops > 1)
+        return run_group_server(static_cast<std::uint16_t>(port), static_cast<int>(seconds),
+                                static_cast<std::size_t>(loops));
       return loop.run(run_server(static_cast<std::uint16_t>(port), static_cast<int>(seconds)));
     }
     if (mode == "client") {

@@ -19,6 +19,7 @@ background_loop::background_loop(background_loop_options opts) {
     pthread_setname_np(pthread_self(), tname.c_str());
     std::optional<event_loop> loop;
     try {
+      if (opts.on_thread_start) opts.on_thread_start();
       loop.emplace(opts.loop);
       if (opts.on_diagnostic) loop->set_diagnostic_handler(std::move(opts.on_diagnostic));
       loop_ = &*loop;

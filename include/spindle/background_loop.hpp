@@ -5,6 +5,7 @@
 /// thread-per-request server sharing one loop (trap 3 in docs/threads.md).
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -21,6 +22,9 @@ struct background_loop_options {
   event_loop::options loop{.name = "background"};
   /// Installed on the loop thread before it runs; null: one line on stderr.
   diagnostic_handler on_diagnostic{};
+  /// Called on the new thread before the loop is made (for example to pin
+  /// it to a CPU); an exception fails the constructor.
+  std::function<void()> on_thread_start{};
 };
 
 /// Owns a thread running an event_loop until stop().

@@ -306,6 +306,7 @@ tcp_listener tcp_listener::bind(socket_address address, listen_options opts) {
   if (fd < 0) throw system_error("socket", errno);
   fd_guard guard{fd};
   if (opts.reuse_address) set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)");
+  if (opts.reuse_port) set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt(SO_REUSEPORT)");
   if (::bind(fd, address.data(), address.size()) != 0)
     throw system_error("bind " + address.to_string(), errno);
   if (::listen(fd, opts.backlog) != 0) throw system_error("listen", errno);

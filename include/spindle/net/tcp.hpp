@@ -117,6 +117,11 @@ task<tcp_stream> connect(resolver& dns, std::string host, std::uint16_t port, co
 struct listen_options {
   int backlog = 1024;
   bool reuse_address = true;
+  /// SO_REUSEPORT: several listeners (one per loop of a loop_group) bind
+  /// the same address and port, and the kernel spreads new connections
+  /// over them (by a hash of the connection's addresses). Every listener
+  /// of the port must set it.
+  bool reuse_port = false;
 };
 
 /// A listening TCP socket.
