@@ -27,6 +27,7 @@ scope_guard::~scope_guard() {
 
 time_point deadline_after(duration d) {
   task_node& t = current_task("with_timeout/move_on_after");
+  if (d <= duration::zero()) return time_point::min();  // passed: the scope is cancelled on entry
   time_point now = t.loop().now();
   // Saturate instead of overflowing for "effectively never" durations.
   if (d > time_point::max() - now) return time_point::max() - duration(1);

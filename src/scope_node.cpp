@@ -19,9 +19,16 @@ void scope_node::attach(event_loop& loop, scope_node* parent, bool shield, time_
     parent_->first_child_ = this;
   }
   if (deadline_ != no_deadline) {
-    timer_.scope = this;
-    timer_.fire = &on_deadline;
-    loop_access::add_timer(loop, &timer_, deadline_);
+    if (deadline_ <= loop.coarse_now()) {
+      // Passed already (a duration of zero or less, ADR 0006): cancelled on
+      // entry, not at the next timer check, so a body that never suspends
+      // still meets it at its first cancellation point.
+      cancelled_ = by_deadline_ = true;
+    } else {
+      timer_.scope = this;
+      timer_.fire = &on_deadline;
+      loop_access::add_timer(loop, &timer_, deadline_);
+    }
   }
   attached_ = true;
 }

@@ -187,9 +187,9 @@ class event_loop {
   [[nodiscard]] time_point now() const noexcept {
     return clock_ != nullptr ? clock_->now() : steady_clock{}.now();
   }
-  /// The time the loop last read the clock: at the start of the current
-  /// batch of ready tasks, so at most one batch old (now() with a manual
-  /// clock). For bookkeeping that needs no precision and is on a hot path,
+  /// The time the loop last read the clock: at its last I/O poll (after
+  /// every wait, and every 64 steps of a busy loop), so at most a batch of
+  /// steps old (now() with a manual clock). For bookkeeping that needs no precision and is on a hot path,
   /// where reading the clock would cost more than it is worth: when a
   /// pooled connection went idle, a deadline seconds away.
   [[nodiscard]] time_point coarse_now() const noexcept {

@@ -23,20 +23,29 @@ TEST(EventLoop, RunReturnsTheValue) {
   EXPECT_FALSE(loop.is_running());
 }
 
-TEST(EventLoop, CoarseNowIsTheStartOfTheCurrentBatch) {
+// coarse_now() is the time of the loop's last I/O poll (issue #17 point 6:
+// the clock is read where the loop polls, not every turn).
+TEST(EventLoop, CoarseNowIsTheTimeOfTheLastPoll) {
   event_loop loop;
   auto main = [&]() -> task<void> {
-    co_await yield();
-    const time_point batch_start = loop.coarse_now();
+    co_await sleep_for(std::chrono::milliseconds(1));  // a wait: the loop polled and read the clock
+    const time_point polled = loop.coarse_now();
     const time_point before = loop.now();
-    EXPECT_LE(batch_start, before);
+    EXPECT_LE(polled, before);
     while (loop.now() - before < std::chrono::milliseconds(5)) {
     }
-    EXPECT_EQ(loop.coarse_now(), batch_start);  // no clock read inside a batch
-    const time_point before_yield = loop.now();
-    co_await yield();
-    EXPECT_GE(loop.coarse_now(), before_yield);  // a new batch read the clock again
+    EXPECT_EQ(loop.coarse_now(), polled);  // no clock read inside a step
+    const time_point before_sleep = loop.now();
+    co_await sleep_for(std::chrono::milliseconds(1));
+    EXPECT_GE(loop.coarse_now(), before_sleep);  // the next poll read it again
     EXPECT_LE(loop.coarse_now(), loop.now());
+    // A busy loop still reads it every poll_interval steps: 1,000 yields
+    // (no wait at all) move it on.
+    const time_point busy_start = loop.coarse_now();
+    while (loop.now() - busy_start < std::chrono::milliseconds(2)) {
+    }
+    for (int i = 0; i < 1000; ++i) co_await yield();
+    EXPECT_GT(loop.coarse_now(), busy_start);
   };
   loop.run(main());
 }

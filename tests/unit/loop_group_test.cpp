@@ -55,7 +55,9 @@ TEST(LoopGroup, PinnedLoopsRunOnTheirCpu) {
     EXPECT_EQ(count, 1) << "loop " << i << " is not pinned to one CPU";
     EXPECT_EQ(group.portal(i).call_sync([] { return ::sched_getcpu(); }), cpu);
   }
-  if (CPU_COUNT(&mine) >= 2) EXPECT_NE(group.cpu(0), group.cpu(1));
+  if (CPU_COUNT(&mine) >= 2) {
+    EXPECT_NE(group.cpu(0), group.cpu(1));
+  }
 }
 
 TEST(LoopGroup, LoopsReachEachOtherWithSubmitTo) {
