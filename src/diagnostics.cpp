@@ -14,6 +14,18 @@ const char* to_string(diagnostic::kind k) noexcept {
   return "unknown";
 }
 
+std::string describe_duration(duration d) {
+  if (d == duration::max()) return "forever";
+  const double ms = std::chrono::duration<double, std::milli>(d).count();
+  char buf[64];
+  if (ms < 1000) {
+    std::snprintf(buf, sizeof buf, "%g ms", ms);
+  } else {
+    std::snprintf(buf, sizeof buf, "%g s", ms / 1000);
+  }
+  return buf;
+}
+
 std::string describe_task(const std::string& name, const std::source_location& where) {
   if (!name.empty()) return name;
   if (where.file_name() == nullptr || where.file_name()[0] == '\0') return "?";

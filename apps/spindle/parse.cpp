@@ -1,6 +1,7 @@
 #include "parse.hpp"
 
 #include "fetch.hpp"
+#include "spindle/diagnostics.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -211,16 +212,7 @@ std::uint64_t parse_bytes(std::string_view text) {
   return v * mult;
 }
 
-std::string format_duration(duration d) {
-  const double ms = std::chrono::duration<double, std::milli>(d).count();
-  char buf[64];
-  if (ms < 1000) {
-    std::snprintf(buf, sizeof buf, "%g ms", ms);
-  } else {
-    std::snprintf(buf, sizeof buf, "%g s", ms / 1000);
-  }
-  return buf;
-}
+std::string format_duration(duration d) { return describe_duration(d); }
 
 std::string shard_host(std::string_view url) {
   if (const auto at = url.find("://"); at != std::string_view::npos) url.remove_prefix(at + 3);

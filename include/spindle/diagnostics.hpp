@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "spindle/clock.hpp"
+
 namespace spindle {
 
 /// One report from a loop to its diagnostic handler.
@@ -41,6 +43,8 @@ void write_to_stderr(const diagnostic& d) noexcept;
 
 /// Renders where a task came from: its name if it has one, else file:line.
 [[nodiscard]] std::string describe_task(const std::string& name, const std::source_location& where);
+/// A duration for people: "250 ms", "1.5 s" (`forever`: "forever").
+[[nodiscard]] std::string describe_duration(duration d);
 
 /// A function's name as a person reads it, from a compiler's pretty name
 /// (std::source_location::function_name()): qualified name only, without

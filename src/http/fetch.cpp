@@ -18,6 +18,7 @@
 #include "spindle/as_completed.hpp"
 #include "spindle/cancel_scope.hpp"
 #include "spindle/channel.hpp"
+#include "spindle/diagnostics.hpp"
 #include "spindle/error.hpp"
 #include "spindle/event.hpp"
 #include "spindle/event_loop.hpp"
@@ -111,18 +112,6 @@ class gate_pass {
   std::string key_;
   host_gate* gate_;
 };
-
-// "1.5 s", "200 ms".
-std::string duration_text(duration d) {
-  const double ms = std::chrono::duration<double, std::milli>(d).count();
-  char buf[64];
-  if (ms < 1000) {
-    std::snprintf(buf, sizeof buf, "%g ms", ms);
-  } else {
-    std::snprintf(buf, sizeof buf, "%g s", ms / 1000);
-  }
-  return buf;
-}
 
 }  // namespace
 
@@ -463,7 +452,7 @@ struct fetcher::impl {
     co_await sleep_for(*o.deadline);
     st.deadline_hit = true;
     request_stop(!o.deadline_message.empty() ? o.deadline_message
-                                             : "the run's deadline of " + duration_text(*o.deadline) +
+                                             : "the run's deadline of " + describe_duration(*o.deadline) +
                                                    " passed before this input finished");
   }
 

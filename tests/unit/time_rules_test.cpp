@@ -18,6 +18,7 @@
 #include "spindle/background_loop.hpp"
 #include "spindle/cancel_scope.hpp"
 #include "spindle/clock.hpp"
+#include "spindle/diagnostics.hpp"
 #include "spindle/event_loop.hpp"
 #include "spindle/gather.hpp"
 #include "spindle/http/client.hpp"
@@ -70,6 +71,10 @@ TEST(TimeRules, SaturatingArithmetic) {
   manual_clock clock;
   clock.advance(forever);
   EXPECT_EQ(clock.now(), time_point::max());
+  // And said for people.
+  EXPECT_EQ(describe_duration(forever), "forever");
+  EXPECT_EQ(describe_duration(250ms), "250 ms");
+  EXPECT_EQ(describe_duration(1500ms), "1.5 s");
 }
 
 TEST(TimeRules, SleepFor) {
