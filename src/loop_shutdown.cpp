@@ -53,8 +53,10 @@ void event_loop::shutdown_tasks() {
     keep_most_frequent(by_name, r.cancelled_by_name);
     const auto grace_end = saturating_add(std::chrono::steady_clock::now(), opts_.shutdown_grace);
     for (;;) {
-      auto left = grace_end - std::chrono::steady_clock::now();
-      if (live_head_ == nullptr || left <= duration::zero()) break;
+      // (Compared before subtracting: grace_end may be near time_point::min().)
+      const auto now = std::chrono::steady_clock::now();
+      if (live_head_ == nullptr || grace_end <= now) break;
+      const auto left = grace_end - now;
       run_once(std::chrono::duration_cast<std::chrono::nanoseconds>(left).count());
     }
     while (detail::task_node* t = live_head_) {

@@ -289,8 +289,9 @@ task<tcp_stream> connect(resolver& dns, std::string host, std::uint16_t port, co
     if (!found)
       throw timeout_error("connect to " + host + ": name lookup timed out after " + millis(*opts.timeout));
     addresses = std::move(*found);
-    const duration left = deadline - event_loop::current()->now();
-    if (left <= duration::zero()) throw timeout_error("connect to " + host + " timed out after lookup");
+    const time_point now = event_loop::current()->now();
+    if (deadline <= now) throw timeout_error("connect to " + host + " timed out after lookup");
+    const duration left = deadline - now;  // (compared first: deadline may be near time_point::min())
     if (deadline != time_point::max()) opts.timeout = left;
   } else {
     addresses = co_await dns.resolve(host, port);

@@ -242,7 +242,9 @@ void portal_state::start(const std::shared_ptr<portal_call<T>>& call, F make, st
     }
     duration left = duration::zero();
     if (has_deadline) {
-      left = std::chrono::duration_cast<duration>(until - std::chrono::steady_clock::now());
+      // (Compared before subtracting: `until` may be near time_point::min().)
+      const auto now = std::chrono::steady_clock::now();
+      if (until > now) left = std::chrono::duration_cast<duration>(until - now);
       if (left <= duration::zero()) {
         c.answer_exception(std::make_exception_ptr(timeout_error("portal call timed out before it started")));
         guard.call.reset();
