@@ -212,6 +212,12 @@ class event_loop {
   /// The loop running on the calling thread, or null.
   [[nodiscard]] static event_loop* current() noexcept;
 
+  /// Adds `p` to this loop's shutdown phase: after the tasks, the phase
+  /// calls p->shutdown_for_loop() and puts the account in the report's
+  /// `pools` (thread pools and portals join this way; the loop knows only
+  /// the interface). Held weakly. **Thread-safe.**
+  void attach_shutdown_participant(std::weak_ptr<shutdown_participant> p);
+
   /// A handle other threads may hold past the loop's life (see
   /// detail::loop_remote). **Thread-safe.**
   [[nodiscard]] std::shared_ptr<detail::loop_remote> remote() const noexcept { return remote_; }
@@ -268,7 +274,6 @@ class event_loop {
   // The shutdown phase: cancels every live task and runs until they end or
   // the grace expires, then shuts down the attached pools.
   void shutdown_tasks();
-  void attach(std::weak_ptr<detail::shutdown_participant> p);
   // Drives run(): until `main` is done or stop(), then shutdown_tasks().
   // Returns true when stop() came before `main` finished.
   bool run_main(detail::task_node* main);
@@ -319,7 +324,7 @@ class event_loop {
   diagnostic_handler diag_;
   loop_shutdown_report last_shutdown_;
   std::mutex attached_mutex_;  // thread_pool constructors attach from any thread
-  std::vector<std::weak_ptr<detail::shutdown_participant>> attached_;
+  std::vector<std::weak_ptr<shutdown_participant>> attached_;
 };
 
 }  // namespace spindle

@@ -28,10 +28,10 @@ struct shutdown_report {
   [[nodiscard]] std::string to_string() const;
 };
 
-namespace detail {
-
-/// Something a loop shuts down in its own shutdown phase (a thread pool
-/// attached with thread_pool_options::attach_to).
+/// Something a loop shuts down in its own shutdown phase, after its tasks:
+/// the interface through which the layers above the core (thread pools,
+/// portals) join a loop's shutdown without the loop knowing them.
+/// Registered with event_loop::attach_shutdown_participant().
 class shutdown_participant {
  public:
   shutdown_participant() = default;
@@ -46,5 +46,4 @@ class shutdown_participant {
   ~shutdown_participant() = default;
 };
 
-}  // namespace detail
 }  // namespace spindle

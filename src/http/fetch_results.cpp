@@ -71,6 +71,25 @@ void latency_histogram::add(double ms) {
   max_ = std::max(max_, ms);
 }
 
+void latency_histogram::merge(const latency_histogram& other) {
+  if (buckets_.size() < other.buckets_.size()) buckets_.resize(other.buckets_.size(), 0);
+  for (std::size_t b = 0; b < other.buckets_.size(); ++b) buckets_[b] += other.buckets_[b];
+  count_ += other.count_;
+  max_ = std::max(max_, other.max_);
+}
+
+void fetch_statistics::merge(const fetch_statistics& other) {
+  read += other.read;
+  ok += other.ok;
+  failed += other.failed;
+  retries += other.retries;
+  in_flight += other.in_flight;
+  input_done = input_done || other.input_done;
+  deadline_hit = deadline_hit || other.deadline_hit;
+  for (const auto& [kind, n] : other.errors) errors[kind] += n;
+  latency.merge(other.latency);
+}
+
 double latency_histogram::quantile(double q) const {
   if (count_ == 0) return 0;
   const auto rank =

@@ -6,7 +6,7 @@
 
 #include <future>
 
-#include "detail/thread_name.hpp"
+#include "spindle/detail/thread_name.hpp"
 
 namespace spindle {
 

@@ -11,8 +11,7 @@
 #include <climits>
 #include <ctime>
 
-#include "detail/loop_access.hpp"
-#include "detail/thread_name.hpp"
+#include "spindle/detail/thread_name.hpp"
 
 namespace spindle::detail {
 
@@ -236,7 +235,7 @@ std::optional<shutdown_report> portal_state::shutdown_for_loop() noexcept {
 namespace spindle {
 
 portal::portal(event_loop& loop) : state_(std::make_shared<detail::portal_state>(loop)) {
-  detail::loop_access::attach(loop, state_);
+  loop.attach_shutdown_participant(state_);
 }
 
 }  // namespace spindle

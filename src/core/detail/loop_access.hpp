@@ -12,7 +12,6 @@ struct loop_access {
   static void remove_timer(event_loop& loop, timer_entry* e) noexcept { loop.remove_timer(e); }
   static void add_task(event_loop& loop, task_node* n) { loop.add_task(n); }
   static void on_task_done(event_loop& loop, task_node* n) noexcept { loop.on_task_done(n); }
-  static void attach(event_loop& loop, std::weak_ptr<shutdown_participant> p) { loop.attach(std::move(p)); }
   static void leave_run(event_loop& loop) noexcept { loop.leave_run(); }
   static int epoll_fd(const event_loop& loop) noexcept { return loop.epoll_fd_; }
   static std::size_t& io_registrations(event_loop& loop) noexcept { return loop.io_registrations_; }

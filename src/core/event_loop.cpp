@@ -22,7 +22,7 @@
 #include <cstdlib>
 
 #include "detail/loop_access.hpp"
-#include "detail/thread_name.hpp"
+#include "spindle/detail/thread_name.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SPINDLE_HAS_LSAN 1

@@ -78,7 +78,7 @@ void event_loop::shutdown_tasks() {
   }
   // Then the attached pools: their awaiting tasks are gone, so what is still
   // queued or running belongs to nobody on this loop (or to other loops).
-  std::vector<std::weak_ptr<detail::shutdown_participant>> attached;
+  std::vector<std::weak_ptr<shutdown_participant>> attached;
   {
     std::lock_guard lock(attached_mutex_);
     attached.swap(attached_);
@@ -91,7 +91,7 @@ void event_loop::shutdown_tasks() {
   last_shutdown_ = std::move(r);
 }
 
-void event_loop::attach(std::weak_ptr<detail::shutdown_participant> p) {
+void event_loop::attach_shutdown_participant(std::weak_ptr<shutdown_participant> p) {
   std::lock_guard lock(attached_mutex_);
   std::erase_if(attached_, [](const auto& w) { return w.expired(); });
   attached_.push_back(std::move(p));

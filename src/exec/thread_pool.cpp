@@ -23,7 +23,6 @@
 #include <mutex>
 #include <thread>
 
-#include "detail/loop_access.hpp"
 
 namespace spindle {
 
@@ -417,7 +416,7 @@ thread_pool::thread_pool(thread_pool_options opts)
     : state_(std::make_shared<detail::pool_state>(std::move(opts))) {
   if (event_loop* loop = state_->opts.attach_to) {
     state_->attached = loop->remote();
-    detail::loop_access::attach(*loop, state_);
+    loop->attach_shutdown_participant(state_);
   }
   std::lock_guard lock(state_->mutex);
   for (std::size_t i = 0; i < state_->opts.threads; ++i) state_->start_worker_locked();

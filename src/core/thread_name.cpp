@@ -1,4 +1,4 @@
-#include "detail/thread_name.hpp"
+#include "spindle/detail/thread_name.hpp"
 
 #include <pthread.h>
 #include <sys/syscall.h>
