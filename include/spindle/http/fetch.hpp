@@ -120,6 +120,43 @@ class fetch_body_store {
   virtual std::unique_ptr<fetch_body_target> open(const fetch_input& input, unsigned attempt) = 0;
 };
 
+/// The per-origin limit and the rate limit shared by fetchers on several
+/// loops (threads): `spindle fetch --loops N` runs a fetcher per loop, and
+/// its --per-host and --rate count every loop's attempts together, not each
+/// loop's alone. Waiting for a slot or a token suspends the waiting task on
+/// its own loop (a slot's waiter is woken through its loop's
+/// call_soon_threadsafe); no loop thread waits but for a short mutex.
+///
+/// **Thread safety:** every member, from tasks on any loops at once.
+/// **Cancellation:** acquire_host() and acquire_rate() are cancellation
+/// points; cancelled, they keep nothing (a slot granted meanwhile is passed on).
+class fetch_limits {
+ public:
+  /// `per_host`: attempts in flight per origin, all fetchers together (0:
+  /// no limit); `rate`: attempts started per second, all together (0:
+  /// unlimited; burst rate/10, at least 1, as fetch_options::rate).
+  fetch_limits(std::size_t per_host, double rate);
+  ~fetch_limits();
+  fetch_limits(const fetch_limits&) = delete;
+  fetch_limits& operator=(const fetch_limits&) = delete;
+
+  [[nodiscard]] std::size_t per_host() const noexcept;
+  [[nodiscard]] double rate() const noexcept;
+  /// Waits (first come, first served per origin) for a slot of `origin`;
+  /// give it back with release_host(). No-op without a per-host limit.
+  task<void> acquire_host(std::string origin);
+  void release_host(const std::string& origin) noexcept;
+  /// Waits for a token (a reservation: the n-th waiter sleeps n/rate).
+  task<void> acquire_rate();
+  /// Slots of `origin` in use now (for tests and diagnostics).
+  [[nodiscard]] std::size_t in_use(const std::string& origin) const;
+
+  struct state;
+
+ private:
+  std::shared_ptr<state> s_;
+};
+
 struct fetch_options {
   /// Inputs in flight at most (each an attempt, a backoff wait or a wait
   /// for a per-host slot). Window slots are made as inputs arrive: memory
@@ -158,6 +195,14 @@ struct fetch_options {
   /// Ok bodies go here (streamed, never whole in memory) instead of
   /// fetch_result::body. Owned by the caller; it must outlive the run.
   fetch_body_store* body_store = nullptr;
+  /// Limits shared with fetchers on other loops: when set, the per-origin
+  /// gate and the rate limit are its (per_host and rate above only size an
+  /// engine-made client's connections; 0 there: the limits' per_host).
+  std::shared_ptr<fetch_limits> limits{};
+  /// Inputs read ahead of the window at most (at least 1). A fetcher that
+  /// shares its source with others takes a small one, so inputs are not
+  /// hoarded by one loop while another is idle.
+  std::size_t input_buffer = 1024;
   /// For an engine-made client: redirects, TLS and the rest. Its
   /// connection limits and timeouts are set from the fields above.
   client_options client{};
@@ -170,6 +215,8 @@ class latency_histogram {
   [[nodiscard]] double quantile(double q) const;  ///< 0 when empty
   [[nodiscard]] double max() const noexcept { return max_; }
   [[nodiscard]] std::uint64_t count() const noexcept { return count_; }
+  /// Adds `other`'s latencies (the fetchers of several loops into one).
+  void merge(const latency_histogram& other);
 
  private:
   std::vector<std::uint64_t> buckets_;
@@ -186,6 +233,8 @@ struct fetch_statistics {
   bool deadline_hit = false;
   std::map<std::string, std::uint64_t> errors;  ///< failed results by kind
   latency_histogram latency;                    ///< of the inputs that made an attempt
+  /// Adds `other`'s counts (in_flight too; input_done and deadline_hit: either).
+  void merge(const fetch_statistics& other);
 };
 
 /// One run of the engine, on the calling task's loop.
