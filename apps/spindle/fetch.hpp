@@ -17,6 +17,7 @@ struct fetch_options {
   std::vector<std::string> urls;  ///< from the command line, before --urls
   std::string urls_file;          ///< "-": stdin; empty: none
   std::size_t concurrency = 64;
+  std::size_t loops = 1;     ///< --loops: event loops (threads) fetching; the limits stay totals
   std::size_t per_host = 0;  ///< 0: as many as concurrency
   duration timeout = std::chrono::seconds(10);
   duration deadline = duration::zero();  ///< whole run; zero: none
@@ -66,6 +67,9 @@ struct shard_filter {
 /// The host part of an input as --shard-by host sees it: lower case,
 /// without scheme, userinfo, port or a trailing dot ("" when none).
 [[nodiscard]] std::string shard_host(std::string_view url);
+
+/// --loops at most.
+inline constexpr std::size_t max_fetch_loops = 64;
 
 /// Exit codes.
 inline constexpr int exit_ok = 0;

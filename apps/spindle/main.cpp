@@ -89,7 +89,8 @@ std::string option_hint(CLI::App& app) {
 // The option values as typed, parsed after CLI11 so each error names its option.
 struct raw_fetch {
   std::string concurrency = "64", per_host, timeout = "10s", deadline, retries = "2", backoff = "100ms",
-              max_body, rate, shard, shard_count, shard_by = "index", data, method, max_redirects = "10";
+              max_body, rate, shard, shard_count, shard_by = "index", data, method, max_redirects = "10",
+              loops = "1";
   std::vector<std::string> headers;
 };
 
@@ -126,6 +127,9 @@ std::string finish_fetch_options(const raw_fetch& raw, bool method_given, fetch_
     if (auto e = count("--per-host", raw.per_host, 1, n); !e.empty()) return e;
     o.per_host = n;
   }
+  if (auto e = count("--loops", raw.loops, 1, n); !e.empty()) return e;
+  if (n > max_fetch_loops) return "--loops: at most " + std::to_string(max_fetch_loops);
+  o.loops = static_cast<std::size_t>(n);
   if (auto e = count("--retries", raw.retries, 0, n); !e.empty()) return e;
   if (n > 100) return "--retries: at most 100";
   o.retries = static_cast<unsigned>(n);
@@ -244,6 +248,11 @@ int main(int argc, char** argv) {
                    "File of URLs, one per line (- for stdin; blank lines and #comments skipped)")
       ->type_name("FILE");
   fetch->add_option("-c,--concurrency", raw.concurrency, "Requests in flight at most (default 64)")
+      ->type_name("N");
+  fetch
+      ->add_option("--loops", raw.loops,
+                   "Event loops (threads) fetching, 1 to " + std::to_string(max_fetch_loops) +
+                       " (default 1); --concurrency, --per-host and --rate stay totals")
       ->type_name("N");
   fetch->add_option("--per-host", raw.per_host, "Connections per origin at most (default: --concurrency)")
       ->type_name("N");
