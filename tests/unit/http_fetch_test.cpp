@@ -15,6 +15,8 @@
 #include "spindle/event_loop.hpp"
 #include "spindle/http/fetch.hpp"
 #include "spindle/http/server.hpp"
+#include "spindle/loop_group.hpp"
+#include "spindle/portal.hpp"
 #include "spindle/sleep.hpp"
 #include "support/fault_server.hpp"
 
@@ -443,6 +445,111 @@ TEST(FetchEngine, LatencyQuantilesAreWithinTwoPercent) {
   latency_histogram small;
   for (int us = 1; us <= 100; ++us) small.add(us / 1000.0);  // exact below 128 us
   EXPECT_NEAR(small.quantile(0.5), 0.0505, 1e-9);
+}
+
+// ---- limits shared across loops (spindle fetch --loops) ----------------------------
+
+TEST(FetchLimits, PerHostHoldsForFetchersOnSeveralLoops) {
+  with_counting_server([](std::uint16_t port, counting_server& counts) -> task<void> {
+    loop_group_options go;
+    go.loops = 3;
+    go.name = "fetch-limits-test";
+    loop_group group(go);
+    auto limits = std::make_shared<fetch_limits>(2, 0);
+    const std::string origin = "http://127.0.0.1:" + std::to_string(port);
+    std::vector<std::string> urls;
+    for (int i = 0; i < 16; ++i) urls.push_back(origin + "/sleep/10");
+    fetch_options o;
+    o.concurrency = 8;  // each fetcher alone would run 8 at once
+    o.limits = limits;
+    event_loop& here = *event_loop::current();
+    std::vector<join_handle<std::vector<fetch_result>>> runs;
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      auto make = [urls, o]() { return fetch_all(urls, o); };
+      auto on_loop = submit_to(group.portal(i), std::move(make), "fetch-on-loop");
+      runs.push_back(here.spawn(std::move(on_loop), "fetch-on-loop"));
+    }
+    for (auto& r : runs) {
+      std::vector<fetch_result> rs = co_await r;
+      expect_one_result_each(rs, 16);
+      for (const auto& x : rs) EXPECT_TRUE(x.ok) << x.error_message;
+    }
+    EXPECT_EQ(counts.served, 48u);
+    EXPECT_LE(counts.most, 2u) << "three fetchers of 8, one limit of 2";
+    EXPECT_EQ(counts.most, 2u);
+    EXPECT_EQ(limits->in_use("http://127.0.0.1:" + std::to_string(port)), 0u) << "every slot came back";
+    (void)group.stop();
+  });
+}
+
+bool is_cancelled(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const cancelled_error&) {
+    return true;
+  } catch (...) {
+  }
+  return false;
+}
+
+// Awaits `h`; true when it ended cancelled.
+task<bool> ended_cancelled(join_handle<void>& h) {
+  std::exception_ptr e;
+  try {
+    co_await h;
+  } catch (...) {
+    e = std::current_exception();
+  }
+  co_return e != nullptr&& is_cancelled(e);
+}
+
+TEST(FetchLimits, ACancelledWaiterKeepsNoSlot) {
+  event_loop loop;
+  auto main = [&]() -> task<void> {
+    fetch_limits limits(1, 0);
+    co_await limits.acquire_host("o");
+    EXPECT_EQ(limits.in_use("o"), 1u);
+    // Two waiters; the first is cancelled while waiting, the second gets the slot.
+    auto b = loop.spawn(limits.acquire_host("o"), "b");
+    auto c = loop.spawn(limits.acquire_host("o"), "c");
+    co_await yield();
+    EXPECT_FALSE(b.done());
+    b.cancel();
+    const bool b_cancelled = co_await ended_cancelled(b);
+    EXPECT_TRUE(b_cancelled);
+    EXPECT_FALSE(c.done());
+    limits.release_host("o");  // to c (b left the queue)
+    co_await c;
+    EXPECT_EQ(limits.in_use("o"), 1u);
+    // A waiter handed the slot after its cancellation, before it ran: it
+    // passes the slot on to the next.
+    auto d = loop.spawn(limits.acquire_host("o"), "d");
+    auto e = loop.spawn(limits.acquire_host("o"), "e");
+    co_await yield();
+    d.cancel();
+    limits.release_host("o");  // to d, which is cancelled already
+    const bool d_cancelled = co_await ended_cancelled(d);
+    EXPECT_TRUE(d_cancelled);
+    if (!d_cancelled) limits.release_host("o");  // (d took it: no hang either way)
+    co_await e;
+    EXPECT_EQ(limits.in_use("o"), 1u);
+    limits.release_host("o");
+    EXPECT_EQ(limits.in_use("o"), 0u);
+  };
+  loop.run(main());
+}
+
+TEST(FetchLimits, TheRateIsSharedByEveryTaker) {
+  event_loop loop;
+  auto main = [&]() -> task<void> {
+    fetch_limits limits(0, 100);  // burst 10
+    const time_point start = loop.now();
+    std::vector<join_handle<void>> takers;
+    for (int i = 0; i < 30; ++i) takers.push_back(loop.spawn(limits.acquire_rate(), "taker"));
+    for (auto& t : takers) co_await t;
+    EXPECT_GE(loop.now() - start, 190ms) << "the 20 past the burst wait 10 ms each";
+  };
+  loop.run(main());
 }
 
 }  // namespace
