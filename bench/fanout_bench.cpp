@@ -2,6 +2,7 @@
 // bench/peers/asyncio_fanout.py for bench/compare.py.
 //
 //   BM_gather_settled_100k   gather_settled of 100,000 trivial tasks, limit 1,000 (ns per item)
+//   BM_gather_100k           gather (fail-fast, the values) of the same
 //   BM_semaphore             uncontended acquire + release (ns per pair)
 //   BM_semaphore_handoff     two tasks passing one permit back and forth (ns per hand-off)
 //   BM_channel               1,000,000 values through a channel of 1,024, producer and consumer tasks
@@ -31,6 +32,20 @@ void BM_gather_settled_100k(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * n);
 }
 BENCHMARK(BM_gather_settled_100k)->Unit(benchmark::kMillisecond);
+
+void BM_gather_100k(benchmark::State& state) {
+  constexpr int n = 100'000;
+  spindle::event_loop loop;
+  auto body = [&]() -> task<void> {
+    for (auto _ : state) {
+      auto out = co_await spindle::gather(std::views::iota(0, n), trivial, {.limit = 1000});
+      benchmark::DoNotOptimize(out.data());
+    }
+  };
+  loop.run(body());
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_gather_100k)->Unit(benchmark::kMillisecond);
 
 void BM_semaphore(benchmark::State& state) {
   spindle::event_loop loop;

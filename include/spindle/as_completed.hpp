@@ -23,116 +23,44 @@ struct completion {
 
 namespace detail {
 
+/// What a completion_stream's driver owns (shared with the stream): the
+/// inputs (a view owning an rvalue range, referring to an lvalue one), the
+/// factory, the options and the output channel.
 template <class V, class F, class T>
 struct stream_state {
-  V inputs;  // owns rvalue ranges (owning_view), refers to lvalues (ref_view)
+  V inputs;
   F fn;
   fanout_options opts;
   channel<completion<T>> out;
   stream_state(V v, F f, fanout_options o)
       : inputs(std::move(v)),
         fn(std::move(f)),
-        opts(o),
-        out(o.limit == 0 ? static_cast<std::size_t>(-1) : o.limit, "as_completed") {}
+        opts(std::move(o)),
+        out(opts.limit == 0 ? static_cast<std::size_t>(-1) : opts.limit, "as_completed") {}
+  auto source() { return range_source(std::ranges::begin(inputs), std::ranges::end(inputs)); }
 };
 
-/// Workers deliver into the channel (waiting when the consumer lags: the
-/// window then stops moving, which bounds memory).
-template <class It, class Sentinel, class F, class T>
-struct stream_fanout_state : fanout_state<It, Sentinel, F, T> {
-  channel<completion<T>>* out;
-  auto deliver(std::size_t index, outcome<T>&& o) { return out->send(completion<T>{index, std::move(o)}); }
-};
-
-template <class T, class S>
-task<void> stream_driver(std::shared_ptr<S> s) {
-  using It = std::ranges::iterator_t<decltype(s->inputs)>;
-  using Sentinel = std::ranges::sentinel_t<decltype(s->inputs)>;
-  const std::size_t workers = window_size(s->inputs, s->opts);
-  stream_fanout_state<It, Sentinel, decltype(s->fn), T> st{
-      {std::ranges::begin(s->inputs), std::ranges::end(s->inputs), s->fn, s->opts, 0, {}}, &s->out};
-  try {
-    co_await run_window<true, T>(st, workers);
-  } catch (...) {
-    s->out.close();
-    throw;
-  }
-  s->out.close();
-}
-
-/// as_completed over a channel: up to `limit` workers, each receiving the
-/// next input until the channel is closed and drained. Workers are started
-/// as inputs arrive (one more whenever none is left waiting), not all at
-/// once: memory follows the work in flight, not the limit (a limit of a
-/// million with one input starts two workers).
+/// The same over a channel of inputs (which the caller owns).
 template <class I, class F, class T>
 struct channel_stream_state {
   channel<I>* inputs;
   F fn;
   fanout_options opts;
   channel<completion<T>> out;
-  std::size_t next_index = 0;
-  task_group* group = nullptr;  // the driver's, for starting workers
-  std::size_t workers = 0;      // started
-  std::size_t waiting = 0;      // waiting for an input
   channel_stream_state(channel<I>& in, F f, fanout_options o)
-      : inputs(&in), fn(std::move(f)), opts(o), out(o.limit, "as_completed") {}
+      : inputs(&in), fn(std::move(f)), opts(std::move(o)), out(opts.limit, "as_completed") {}
+  auto source() { return channel_source<I>(*inputs); }
 };
 
-// Not a coroutine: the item's task (or the retry's) is awaited directly by
-// the worker. `input` lives in the worker's frame for the whole await.
+/// Runs the fan-out (impl/fanout.hpp) with its results sent to the stream's
+/// channel, which is closed at the end (also on failure or cancellation).
 template <class T, class S>
-task<T> channel_item(S& s, auto& input) {
-  if (s.opts.retry) {
-    auto attempt = [&s, &input] { return run_item(s.fn(input), s.opts.per_item_timeout); };
-    return retry(detail::borrowed_policy(*s.opts.retry), attempt);
-  }
-  return run_item(s.fn(input), s.opts.per_item_timeout);
-}
-
-template <class T, class S>
-task<void> channel_worker(S& s) {
-  for (;;) {
-    ++s.waiting;
-    auto input = co_await s.inputs->receive();
-    --s.waiting;
-    if (!input) co_return;
-    if (s.waiting == 0 && s.workers < s.opts.limit) {  // keep one worker waiting for the next input
-      ++s.workers;
-      s.group->spawn(channel_worker<T>(s), "fanout-worker");
-    }
-    const std::size_t index = s.next_index++;
-    std::optional<outcome<T>> o;
-    std::exception_ptr failure;
-    try {
-      if constexpr (std::is_void_v<T>) {
-        co_await channel_item<T>(s, *input);
-        o.emplace();
-      } else {
-        o.emplace(co_await channel_item<T>(s, *input));
-      }
-    } catch (...) {
-      failure = std::current_exception();
-    }
-    if (failure) {
-      if (current_task("as_completed").cancel_requested()) throw cancelled_error();
-      o.emplace(failure);
-    }
-    // (built outside the co_await expression: an aggregate temporary there trips g++ 12)
-    completion<T> done{index, std::move(*o)};
-    co_await s.out.send(std::move(done));
-  }
-}
-
-template <class T, class S>
-task<void> channel_driver(std::shared_ptr<S> s) {
+task<void> stream_driver(std::shared_ptr<S> s) {
+  using Source = decltype(s->source());
+  using Sink = send_sink<T, completion<T>>;
+  fanout_state<T, Source, Sink, decltype(s->fn)> st(s->source(), Sink(s->out), s->fn, s->opts);
   try {
-    co_await with_task_group([&](task_group& g) -> task<void> {
-      s->group = &g;
-      s->workers = 1;
-      g.spawn(channel_worker<T>(*s), "fanout-worker");
-      co_return;
-    });
+    co_await run_fanout(st);
   } catch (...) {
     s->out.close();
     throw;
@@ -203,7 +131,7 @@ auto as_completed(channel<I>& inputs, F fn, fanout_options opts) {
   using S = detail::channel_stream_state<I, F, T>;
   auto state = std::make_shared<S>(inputs, std::move(fn), opts);
   event_loop& loop = detail::current_task("as_completed").loop();
-  auto driver = loop.spawn(detail::channel_driver<T>(state), "as_completed");
+  auto driver = loop.spawn(detail::stream_driver<T>(state), "as_completed");
   channel<completion<T>>* out = &state->out;
   return completion_stream<T>(std::move(state), out, std::move(driver));
 }

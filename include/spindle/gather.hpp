@@ -56,7 +56,9 @@ namespace spindle {
 /// **Cancellation:** a task group: the items run in its scope.
 template <std::ranges::input_range R, class F>
 auto gather_settled(R&& inputs, F fn, fanout_options opts = {}) {
-  return detail::fanout<true>(std::forward<R>(inputs), std::move(fn), opts);
+  using T = detail::fanout_result_t<F, std::ranges::range_reference_t<R>>;
+  return detail::fanout_into<detail::outcome_slots<T>>(std::forward<R>(inputs), std::move(fn),
+                                                       std::move(opts));
 }
 
 /// Fail-fast fan-out: as gather_settled, but the first failure cancels the
@@ -69,17 +71,7 @@ template <std::ranges::input_range R, class F>
 auto gather(R&& inputs, F fn, fanout_options opts = {})
     -> task<std::vector<detail::stored_t<detail::fanout_result_t<F, std::ranges::range_reference_t<R>>>>> {
   using T = detail::fanout_result_t<F, std::ranges::range_reference_t<R>>;
-  auto outcomes = co_await detail::fanout<false>(std::forward<R>(inputs), std::move(fn), opts);
-  std::vector<detail::stored_t<T>> values;
-  values.reserve(outcomes.size());
-  for (auto& o : outcomes) {
-    if constexpr (std::is_void_v<T>) {
-      values.emplace_back();
-    } else {
-      values.push_back(std::move(o).value());
-    }
-  }
-  co_return values;
+  return detail::fanout_into<detail::value_slots<T>>(std::forward<R>(inputs), std::move(fn), std::move(opts));
 }
 
 /// gather_settled over tasks already made (their frames exist already: for

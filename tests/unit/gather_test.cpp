@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <list>
+#include <memory>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -150,6 +151,57 @@ TEST(GatherSettled, WorksOverAnUnsizedInputRange) {
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0].value(), 1u);
   EXPECT_EQ(out[1].value(), 3u);
+}
+
+// Items that end without waiting run one after another in one worker: the
+// window grows only when an item suspends (no task per limit slot).
+TEST(GatherSettled, ItemsThatNeverWaitRunInOneWorker) {
+  fixture f;
+  std::uint64_t most_tasks = 0;
+  auto item = [&](int i) -> task<int> {
+    most_tasks = std::max(most_tasks, event_loop::current()->statistics().tasks_alive);
+    co_return i;
+  };
+  auto main = [&]() -> task<std::size_t> {
+    auto out = co_await gather_settled(std::views::iota(0, 10'000), item, {.limit = 1000});
+    auto values = co_await gather(std::views::iota(0, 10'000), item, {.limit = 1000});
+    EXPECT_EQ(values[9'999], 9'999);
+    co_return out.size();
+  };
+  EXPECT_EQ(f.loop.run(main()), 10'000u);
+  EXPECT_LE(most_tasks, 3u) << "workers were started for the limit, not for the work";
+}
+
+TEST(GatherSettled, EmptyInputs) {
+  fixture f;
+  auto item = [](int i) -> task<int> { co_return i; };
+  std::vector<int> none;
+  auto main = [&]() -> task<std::size_t> {
+    auto out = co_await gather_settled(none, item, {.limit = 4});
+    auto values = co_await gather(none, item);
+    co_return out.size() + values.size();
+  };
+  EXPECT_EQ(f.loop.run(main()), 0u);
+}
+
+// A retry needs to copy the input; a move-only input is then each item's
+// usage_error (and the fan-out still moves on to the next input).
+TEST(GatherSettled, RetryOverMoveOnlyInputsFailsEachItem) {
+  fixture f;
+  std::vector<std::unique_ptr<int>> inputs;
+  for (int i = 0; i < 3; ++i) inputs.push_back(std::make_unique<int>(i));
+  auto item = [](std::unique_ptr<int>& p) -> task<int> {
+    int v = *p;
+    co_return v;
+  };
+  auto main = [&]() -> task<std::vector<outcome<int>>> {
+    fanout_options options;  // named: g++ 12 (DEVELOPERS.md)
+    options.retry = retry_policy{};
+    co_return co_await gather_settled(inputs, item, options);
+  };
+  auto out = f.loop.run(main());
+  ASSERT_EQ(out.size(), 3u);
+  for (auto& o : out) EXPECT_THROW(o.value(), usage_error);
 }
 
 TEST(GatherSettled, CancellingTheCallerCancelsItemsAndThrows) {

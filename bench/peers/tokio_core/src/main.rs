@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::task::{JoinError, JoinSet};
 
 const SPAWN_AWAIT_N: u64 = 1_000_000;
 const AWAIT_CHAIN_N: u64 = 1_000_000;
@@ -38,6 +39,8 @@ const PORTAL_TP_WARMUP: usize = 10; // per foreign thread, before the barrier
 const SEM_N: u64 = 1_000_000;
 const HANDOFF_N: u64 = 100_000;
 const CHANNEL_N: u64 = 1_000_000;
+const GATHER_N: usize = 100_000;
+const GATHER_LIMIT: usize = 1_000;
 
 const ALL_OPS: &[&str] = &[
     "spawn_await",
@@ -57,6 +60,9 @@ const ALL_OPS: &[&str] = &[
     "semaphore",
     "semaphore_handoff",
     "channel",
+    "gather_settled_100k",
+    "gather_100k",
+    "gather_100k_inline",
 ];
 
 struct Result {
@@ -512,6 +518,95 @@ fn channel() -> Result {
     Result::plain(ns(el) / CHANNEL_N as f64)
 }
 
+// Fan-out, as bench/fanout_bench.cpp's BM_gather_settled_100k and
+// BM_gather_100k: 100,000 trivial tasks, at most 1,000 in flight (a JoinSet
+// used as a sliding window: when one ends the next is spawned), every
+// result collected in input order (ns per item).
+async fn trivial_item(i: u64) -> u64 {
+    black_box(i)
+}
+
+/// Runs the window; `done` gets each finished item as it is joined.
+async fn gather_window(mut done: impl FnMut(std::result::Result<(usize, u64), JoinError>)) {
+    let mut set = JoinSet::new();
+    for i in 0..GATHER_N {
+        if set.len() >= GATHER_LIMIT {
+            done(set.join_next().await.expect("a task in the set"));
+        }
+        set.spawn(async move { (i, trivial_item(i as u64).await) });
+    }
+    while let Some(r) = set.join_next().await {
+        done(r);
+    }
+}
+
+// gather_settled_100k: every item's outcome (a value, or the JoinError of a
+// task that panicked or was aborted), in input order.
+fn gather_settled_100k() -> Result {
+    let el = run_in_task(async {
+        let t0 = Instant::now();
+        let mut out: Vec<Option<std::result::Result<u64, JoinError>>> = Vec::with_capacity(GATHER_N);
+        out.resize_with(GATHER_N, || None);
+        let mut failed: Vec<JoinError> = Vec::new();
+        gather_window(|r| match r {
+            Ok((i, v)) => out[i] = Some(Ok(v)),
+            Err(e) => failed.push(e), // (a JoinError does not say which input; never happens here)
+        })
+        .await;
+        assert!(failed.is_empty() && out.iter().all(|o| o.is_some()));
+        black_box(out.as_ptr());
+        t0.elapsed()
+    });
+    Result {
+        note: Some("JoinSet window of 1,000 spawned tasks, outcomes stored in input order"),
+        ..Result::plain(ns(el) / GATHER_N as f64)
+    }
+}
+
+// gather_100k: the values in input order; a failure would end the fan-out
+// (dropping the JoinSet aborts the rest).
+fn gather_100k() -> Result {
+    let el = run_in_task(async {
+        let t0 = Instant::now();
+        let mut out: Vec<u64> = vec![0; GATHER_N];
+        gather_window(|r| {
+            let (i, v) = r.expect("no item fails");
+            out[i] = v;
+        })
+        .await;
+        black_box(out.as_ptr());
+        t0.elapsed()
+    });
+    Result {
+        note: Some("JoinSet window of 1,000 spawned tasks, values stored in input order"),
+        ..Result::plain(ns(el) / GATHER_N as f64)
+    }
+}
+
+// gather_100k_inline: the same with the items not spawned but polled inside
+// the benchmark task (futures' buffer_unordered(1,000)), values stored in
+// input order: no task per item, like spindle's window (its items are
+// coroutine frames awaited by the window's workers).
+fn gather_100k_inline() -> Result {
+    use futures_util::stream::{self, StreamExt};
+    let el = run_in_task(async {
+        let t0 = Instant::now();
+        let mut out: Vec<u64> = vec![0; GATHER_N];
+        let mut done = stream::iter(0..GATHER_N)
+            .map(|i| async move { (i, trivial_item(i as u64).await) })
+            .buffer_unordered(GATHER_LIMIT);
+        while let Some((i, v)) = done.next().await {
+            out[i] = v;
+        }
+        black_box(out.as_ptr());
+        t0.elapsed()
+    });
+    Result {
+        note: Some("buffer_unordered(1,000) inside one task, values stored in input order"),
+        ..Result::plain(ns(el) / GATHER_N as f64)
+    }
+}
+
 fn run(op: &str) -> Result {
     match op {
         "spawn_await" => spawn_await(),
@@ -531,6 +626,9 @@ fn run(op: &str) -> Result {
         "semaphore" => semaphore(),
         "semaphore_handoff" => semaphore_handoff(),
         "channel" => channel(),
+        "gather_settled_100k" => gather_settled_100k(),
+        "gather_100k" => gather_100k(),
+        "gather_100k_inline" => gather_100k_inline(),
         _ => unreachable!(),
     }
 }
