@@ -8,6 +8,9 @@
 //   BM_timer_insert_cancel   insert then cancel 100,000 timers (the timeout pattern)
 //   BM_threadsafe_throughput 4 threads x 100,000 call_soon_threadsafe no-ops
 //   BM_threadsafe_roundtrip  a foreign thread posts, the loop answers, the thread wakes
+//   BM_empty_steps/K/W       1,000,000 empty steps, the stall watchdog off (W=0) or on
+//                            (W=1, 100 ms): K=0 yields of one task, K=1 call_soon of
+//                            empty callbacks (issue #17: the watchdog's cost <= 2%)
 
 #include <benchmark/benchmark.h>
 
@@ -162,6 +165,35 @@ void BM_threadsafe_roundtrip(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_threadsafe_roundtrip)->UseRealTime()->Iterations(10'000);
+
+// The step hook's cost: empty steps with the watchdog (the default step
+// observer) off and on. Yields keep one task running (what runs is
+// published once); callbacks change what runs at every step.
+void BM_empty_steps(benchmark::State& state) {
+  constexpr int steps = 1'000'000;
+  constexpr int per_yield = 100;  // callbacks queued per yield of the driving task
+  const bool callbacks = state.range(0) != 0;
+  spindle::step_watch_options watch;
+  if (state.range(1) == 0) watch.threshold = std::nullopt;
+  event_loop loop({.name = "steps", .watchdog = watch});
+  long ran = 0;
+  auto body = [&]() -> task<void> {
+    for (auto _ : state) {
+      if (callbacks) {
+        for (int i = 0; i < steps; i += per_yield) {
+          for (int j = 0; j < per_yield; ++j) loop.call_soon([&ran] { ++ran; });
+          co_await spindle::yield();
+        }
+      } else {
+        for (int i = 0; i < steps; ++i) co_await spindle::yield();
+      }
+    }
+  };
+  loop.run(body());
+  benchmark::DoNotOptimize(ran);
+  state.SetItemsProcessed(state.iterations() * steps);
+}
+BENCHMARK(BM_empty_steps)->ArgsProduct({{0, 1}, {0, 1}})->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -24,8 +24,8 @@
 #include "spindle/diagnostics.hpp"
 #include "spindle/error.hpp"
 #include "spindle/shutdown_report.hpp"
+#include "spindle/step_hook.hpp"
 #include "spindle/task.hpp"
-#include "spindle/watchdog.hpp"
 
 namespace spindle {
 
@@ -114,8 +114,10 @@ class event_loop {
     /// How long run() waits for cancelled leftover tasks before reporting
     /// them as abandoned (measured on the steady clock).
     duration shutdown_grace = std::chrono::seconds(5);
-    /// The stall watchdog (on by default: 100 ms; threshold nullopt: off).
-    watchdog_options watchdog{};
+    /// The step observer: by default the stall watchdog (diag layer,
+    /// spindle/watchdog.hpp), on for every loop at 100 ms; threshold
+    /// nullopt: off. See spindle/step_hook.hpp.
+    step_watch_options watchdog{};
   };
 
   event_loop();
@@ -301,12 +303,13 @@ class event_loop {
   std::atomic<detail::ready_node*> inbox_{nullptr};
   std::atomic<std::uint64_t> threadsafe_calls_{0};
 
-  // The stall watchdog (see src/watchdog.cpp); null when off.
+  // The step hook (see spindle/step_hook.hpp); observer_ null when off.
   void run_batch_watched(std::size_t n);
-  void on_stall_end() noexcept;
-  std::unique_ptr<detail::watch_slot> watch_slot_;
-  detail::watch_slot* watch_ = nullptr;  // set while running with a watchdog
-  stall_monitor* monitor_ = nullptr;
+  void on_flagged_step_end() noexcept;
+  std::unique_ptr<step_slot> step_slot_;
+  std::shared_ptr<step_observer> observer_;  // made at the first run
+  bool observer_made_ = false;
+  step_slot* watch_ = nullptr;  // set while running with an observer
   std::uint64_t step_seq_ = 0;
   detail::task_node* published_ = nullptr;  // the task whose id/location the slot holds, until it ends
   std::string step_task_name_;              // its name, kept if it ended inside a flagged step

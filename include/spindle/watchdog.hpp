@@ -1,8 +1,11 @@
 #pragma once
 /// \file
-/// The stall watchdog: a monitor that notices when one step of a loop (one
-/// task resumption or callback) holds the loop's thread longer than a
-/// threshold, and names the culprit while it is happening.
+/// The stall watchdog (diag layer): a monitor that notices when one step of
+/// a loop (one task resumption or callback) holds the loop's thread longer
+/// than a threshold, and names the culprit while it is happening. It plugs
+/// into the loop's step hook (spindle/step_hook.hpp) as the default observer
+/// of every loop (100 ms) whenever spindle::diag is linked, which
+/// spindle::spindle always does.
 ///
 /// Cost on the loop's hot path: a few relaxed stores per step (a step
 /// counter and what is running) and one load after it; no clock read and no
@@ -22,6 +25,7 @@
 #include <vector>
 
 #include "spindle/clock.hpp"
+#include "spindle/step_hook.hpp"
 
 namespace spindle {
 
@@ -45,32 +49,19 @@ struct stall_report {
 /// (ended): must be thread-safe and quick.
 using stall_handler = std::function<void(const stall_report&)>;
 
-class stall_monitor;
-
-/// Per-loop watchdog settings (event_loop::options::watchdog).
-struct watchdog_options {
-  /// A step longer than this is a stall; nullopt turns the watchdog off
-  /// (a value of zero or less: every step counts).
-  std::optional<duration> threshold = std::chrono::milliseconds(100);
-  /// Where reports go; null: one line on stderr.
-  stall_handler on_stall{};
-  /// The monitor; null: the process's shared monitor thread.
-  stall_monitor* monitor = nullptr;
-};
+/// Per-loop watchdog settings (event_loop::options::watchdog): the core's
+/// step_watch_options, whose threshold, on_stall and monitor the watchdog
+/// reads (spindle/step_hook.hpp).
+using watchdog_options = step_watch_options;
 
 namespace detail {
-/// What a loop publishes for its monitor (written on the loop thread,
-/// sampled by the monitor; see src/watchdog.cpp for the protocol).
-struct watch_slot {
-  static constexpr std::uint64_t idle_bit = 1;  // between batches: nothing to blame
-  static constexpr std::uint64_t step = 2;      // the counter's unit
-  std::atomic<std::uint64_t> seq{idle_bit};     // (step counter * step) | idle_bit
-  std::atomic<std::uint64_t> task_id{0};
-  std::atomic<std::source_location> where{};  // one pointer to static data: safe to copy anytime
-  std::atomic<std::uint64_t> flagged_seq{0};  // set by the monitor on an ongoing report
-  std::atomic<std::uint64_t> acked_seq{0};    // set by the loop when it reports the end
-  std::atomic<std::int64_t> stall_start{0};   // monitor clock, ns since its epoch
-  // Fixed at registration.
+/// The watchdog's state for one watched loop: the loop's step_slot plus the
+/// monitor's bookkeeping (see src/diag/watchdog.cpp for the protocol).
+struct watch_state {
+  step_slot* slot = nullptr;
+  std::atomic<std::uint64_t> acked_seq{0};   // set by the loop when it reports the end
+  std::atomic<std::int64_t> stall_start{0};  // monitor clock, ns since its epoch
+  // Fixed at attach.
   std::string loop_name;
   duration threshold{};
   stall_handler handler;
@@ -107,9 +98,9 @@ class stall_monitor {
   void tick();
   [[nodiscard]] time_point now() const noexcept;
 
-  // For event_loop: start and stop watching a running loop.
-  void watch(detail::watch_slot* slot);
-  void unwatch(detail::watch_slot* slot) noexcept;
+  // For the watchdog's step observer: start and stop watching a running loop.
+  void watch(detail::watch_state* w);
+  void unwatch(detail::watch_state* w) noexcept;
 
  private:
   stall_monitor();  // the shared one: steady clock, own thread
@@ -119,7 +110,7 @@ class stall_monitor {
   bool threaded_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::vector<detail::watch_slot*> slots_;
+  std::vector<detail::watch_state*> slots_;
 };
 
 }  // namespace spindle

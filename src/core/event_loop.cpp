@@ -238,24 +238,29 @@ void event_loop::enter_run(const char* method) {
     throw loop_running_error("cannot run event_loop '" + opts_.name + "': event_loop '" + other->name() +
                              "' is already running on " + detail::describe_current_thread());
   }
+  // The step observer, made at the first run (the default one: the stall
+  // watchdog, when the diag layer installed its factory).
+  if (!observer_made_) {
+    observer_made_ = true;
+    if (opts_.watchdog.observer) {
+      observer_ = opts_.watchdog.observer;
+    } else if (opts_.watchdog.threshold) {
+      if (detail::step_observer_factory f = detail::default_step_observer(); f != nullptr)
+        observer_ = f(opts_.name, opts_.watchdog);
+    }
+    if (observer_) step_slot_ = std::make_unique<step_slot>();
+  }
+  if (observer_) {
+    observer_->attach(*step_slot_, opts_.name);
+    watch_ = step_slot_.get();
+  }
   running_.store(true, std::memory_order_release);
   detail::tls_context.loop = this;
-  if (opts_.watchdog.threshold) {
-    if (!watch_slot_) {
-      watch_slot_ = std::make_unique<detail::watch_slot>();
-      watch_slot_->loop_name = opts_.name;
-      watch_slot_->threshold = std::max(*opts_.watchdog.threshold, duration::zero());
-      watch_slot_->handler = opts_.watchdog.on_stall;
-      monitor_ = opts_.watchdog.monitor != nullptr ? opts_.watchdog.monitor : &stall_monitor::shared();
-    }
-    watch_ = watch_slot_.get();
-    monitor_->watch(watch_);
-  }
 }
 
 void event_loop::leave_run() noexcept {
   if (watch_ != nullptr) {
-    monitor_->unwatch(watch_);
+    observer_->detach(*watch_);
     watch_ = nullptr;
     published_ = nullptr;
   }
@@ -457,15 +462,15 @@ void event_loop::poll_io(std::int64_t timeout_ns) {
 
 // The watched batch (in run_once's translation unit, so it inlines).
 [[gnu::always_inline]] inline void event_loop::run_batch_watched(std::size_t n) {
-  detail::watch_slot& w = *watch_;
+  step_slot& w = *watch_;
   std::uint64_t seq = step_seq_;  // in a register across the steps
   while (n-- != 0) {
     detail::ready_node* r = pop_ready();
-    seq += detail::watch_slot::step;
+    seq += step_slot::step;
     step_seq_ = seq;
     // Who runs: published only when it changes (a loop of awaits in one
     // task publishes nothing new). Written before `seq` (release); the
-    // monitor reads seq, these, then seq again (see src/watchdog.cpp).
+    // observer reads seq, these, then seq again (see step_slot).
     if (r != published_) [[unlikely]] {
       if (r->drop == nullptr) {
         auto* t = static_cast<detail::task_node*>(r);
@@ -483,9 +488,9 @@ void event_loop::poll_io(std::int64_t timeout_ns) {
     w.seq.store(seq, std::memory_order_release);
     r->run_ready(r);
     if (w.flagged_seq.load(std::memory_order_relaxed) == seq) [[unlikely]]
-      on_stall_end();
+      on_flagged_step_end();
   }
-  w.seq.store(seq | detail::watch_slot::idle_bit, std::memory_order_release);
+  w.seq.store(seq | step_slot::idle_bit, std::memory_order_release);
 }
 
 void event_loop::run_once(std::int64_t max_block_ns) {
@@ -533,36 +538,39 @@ void event_loop::run_once(std::int64_t max_block_ns) {
   }
 }
 
-void event_loop::on_stall_end() noexcept {
-  detail::watch_slot& w = *watch_;
-  stall_report r;
-  r.state = stall_report::phase::ended;
-  r.loop = opts_.name;
-  r.task_id = w.task_id.load(std::memory_order_relaxed);
-  r.where = w.where.load(std::memory_order_relaxed);
+void event_loop::on_flagged_step_end() noexcept {
+  step_slot& w = *watch_;
+  flagged_step f;
+  f.seq = step_seq_;
+  f.task_id = w.task_id.load(std::memory_order_relaxed);
+  f.where = w.where.load(std::memory_order_relaxed);
   try {
     if (published_ != nullptr) {
-      r.task = published_->name();  // the step's task, still suspended, so alive
+      f.task_name = published_->name();  // the step's task, still suspended, so alive
     } else {
-      r.task = std::move(step_task_name_);  // it ended inside the step
+      f.task_name = std::move(step_task_name_);  // it ended inside the step
     }
   } catch (...) {
   }
   step_task_name_.clear();
-  r.held =
-      duration(monitor_->now().time_since_epoch().count() - w.stall_start.load(std::memory_order_relaxed));
-  w.acked_seq.store(step_seq_, std::memory_order_release);
-  ++stats_.stalls;
-  stats_.longest_stall = std::max(stats_.longest_stall, r.held);
-  if (w.handler) {
-    try {
-      w.handler(r);
-      return;
-    } catch (...) {
-    }
+  if (std::optional<duration> held = observer_->on_flagged_step_end(w, std::move(f))) {
+    ++stats_.stalls;
+    stats_.longest_stall = std::max(stats_.longest_stall, *held);
   }
-  std::string line = r.to_string() + "\n";
-  std::fputs(line.c_str(), stderr);
 }
+
+namespace detail {
+namespace {
+constinit std::atomic<step_observer_factory> default_observer_factory{nullptr};
+}  // namespace
+
+void set_default_step_observer(step_observer_factory f) noexcept {
+  default_observer_factory.store(f, std::memory_order_release);
+}
+
+step_observer_factory default_step_observer() noexcept {
+  return default_observer_factory.load(std::memory_order_acquire);
+}
+}  // namespace detail
 
 }  // namespace spindle

@@ -1,10 +1,15 @@
 // The stall watchdog's monitor.
 //
-// Protocol (per watched loop, see detail::watch_slot):
+// The watchdog is the loop's default step observer (spindle/step_hook.hpp):
+// a static initializer below installs its factory in the core, and every
+// loop whose options ask for a threshold gets one watchdog_observer.
+//
+// Protocol (per watched loop, see step_slot and detail::watch_state):
 // - The loop, per step: when the running task changes, what runs (task id,
 //   spawn location: relaxed stores); then seq = S (release). After the
-//   step, if flagged_seq == S it reports the end itself (it knows the task's
-//   name and the exact end), then sets acked_seq = S. After a batch:
+//   step, if flagged_seq == S it calls the observer, which reports the end
+//   (the loop knows the task's name and the exact end) and sets
+//   acked_seq = S. After a batch:
 //   seq = S|idle. That is one store and one load per step, plus two stores
 //   when the task changes.
 // - The monitor, per tick: reads seq. A new value, or idle, restarts the
@@ -98,16 +103,16 @@ time_point stall_monitor::now() const noexcept {
   return clock_ != nullptr ? clock_->now() : steady_clock{}.now();
 }
 
-void stall_monitor::watch(detail::watch_slot* slot) {
+void stall_monitor::watch(detail::watch_state* slot) {
   std::lock_guard lock(mutex_);
-  slot->last_seq = slot->seq.load(std::memory_order_acquire);
+  slot->last_seq = slot->slot->seq.load(std::memory_order_acquire);
   slot->first_seen = now().time_since_epoch().count();
   slot->reported = false;
   slots_.push_back(slot);
   if (threaded_) wake_.notify_one();
 }
 
-void stall_monitor::unwatch(detail::watch_slot* slot) noexcept {
+void stall_monitor::unwatch(detail::watch_state* slot) noexcept {
   std::lock_guard lock(mutex_);
   std::erase(slots_, slot);
 }
@@ -139,9 +144,10 @@ void stall_monitor::tick() {
   {
     std::lock_guard lock(mutex_);
     const std::int64_t now_ns = now().time_since_epoch().count();
-    for (detail::watch_slot* slot : slots_) {
-      const std::uint64_t s = slot->seq.load(std::memory_order_acquire);
-      const bool busy = (s & detail::watch_slot::idle_bit) == 0;
+    for (detail::watch_state* slot : slots_) {
+      step_slot& loop = *slot->slot;
+      const std::uint64_t s = loop.seq.load(std::memory_order_acquire);
+      const bool busy = (s & step_slot::idle_bit) == 0;
       if (s != slot->last_seq || !busy) {
         if (slot->reported && slot->acked_seq.load(std::memory_order_acquire) != slot->last_seq) {
           stall_report end = slot->last_report;
@@ -159,20 +165,79 @@ void stall_monitor::tick() {
       stall_report r;
       r.state = stall_report::phase::ongoing;
       r.loop = slot->loop_name;
-      r.task_id = slot->task_id.load(std::memory_order_relaxed);
-      const std::source_location where = slot->where.load(std::memory_order_relaxed);
+      r.task_id = loop.task_id.load(std::memory_order_relaxed);
+      const std::source_location where = loop.where.load(std::memory_order_relaxed);
       std::atomic_thread_fence(std::memory_order_acquire);
-      if (slot->seq.load(std::memory_order_relaxed) != s) continue;  // it just ended: next tick restarts
+      if (loop.seq.load(std::memory_order_relaxed) != s) continue;  // it just ended: next tick restarts
       r.where = where;
       r.held = duration(now_ns - slot->first_seen);
       slot->reported = true;
       slot->last_report = r;
       slot->stall_start.store(slot->first_seen, std::memory_order_relaxed);
-      slot->flagged_seq.store(s, std::memory_order_release);
+      loop.flagged_seq.store(s, std::memory_order_release);
       out.emplace_back(std::move(r), slot->handler);
     }
   }
   for (auto& [report, handler] : out) deliver(report, handler);
 }
+
+namespace {
+
+// One loop's watchdog: the step observer the core calls at run start and
+// stop, and after a step the monitor flagged.
+class watchdog_observer final : public step_observer {
+ public:
+  watchdog_observer(std::string_view loop_name, const step_watch_options& o)
+      : monitor_(o.monitor != nullptr ? o.monitor : &stall_monitor::shared()) {
+    state_.loop_name = std::string(loop_name);
+    state_.threshold = std::max(o.threshold.value_or(duration::zero()), duration::zero());
+    state_.handler = o.on_stall;
+  }
+
+  void attach(step_slot& slot, std::string_view loop_name) override {
+    state_.slot = &slot;
+    state_.loop_name = std::string(loop_name);
+    monitor_->watch(&state_);
+  }
+
+  void detach(step_slot& /*slot*/) noexcept override { monitor_->unwatch(&state_); }
+
+  std::optional<duration> on_flagged_step_end(step_slot& /*slot*/, flagged_step step) noexcept override {
+    stall_report r;
+    r.state = stall_report::phase::ended;
+    r.task_id = step.task_id;
+    r.where = step.where;
+    r.held = duration(monitor_->now().time_since_epoch().count() -
+                      state_.stall_start.load(std::memory_order_relaxed));
+    state_.acked_seq.store(step.seq, std::memory_order_release);
+    try {
+      r.loop = state_.loop_name;
+      r.task = std::move(step.task_name);
+    } catch (...) {
+    }
+    const duration held = r.held;
+    deliver(r, state_.handler);
+    return held;
+  }
+
+ private:
+  stall_monitor* monitor_;
+  detail::watch_state state_;
+};
+
+std::shared_ptr<step_observer> make_watchdog(std::string_view loop_name, const step_watch_options& o) {
+  if (!o.threshold) return nullptr;
+  return std::make_shared<watchdog_observer>(loop_name, o);
+}
+
+// Installs the watchdog as every loop's default step observer. spindle::spindle
+// links spindle_diag whole (WHOLE_ARCHIVE), so this object file, and this
+// initializer, are always part of a program that uses the umbrella target.
+[[maybe_unused]] const bool installed = [] {
+  detail::set_default_step_observer(&make_watchdog);
+  return true;
+}();
+
+}  // namespace
 
 }  // namespace spindle

@@ -213,6 +213,69 @@ TEST(Watchdog, SharedMonitorCatchesA300msBlockingSleep) {
   EXPECT_EQ(loop.statistics().stalls, 1u);
 }
 
+// The step hook (issue #17 point 7): the core knows only step_observer; the
+// watchdog is the default observer the diag layer installs.
+TEST(StepHook, TheWatchdogIsEveryLoopsDefaultObserver) {
+  EXPECT_NE(detail::default_step_observer(), nullptr);
+}
+
+class recording_observer final : public step_observer {
+ public:
+  void attach(step_slot& slot, std::string_view loop_name) override {
+    slot_ = &slot;
+    loop_name_ = std::string(loop_name);
+    ++attached_;
+  }
+  void detach(step_slot& slot) noexcept override {
+    EXPECT_EQ(&slot, slot_);
+    last_seq_ = slot.seq.load(std::memory_order_acquire);
+    ++detached_;
+  }
+  std::optional<duration> on_flagged_step_end(step_slot& slot, flagged_step step) noexcept override {
+    EXPECT_EQ(&slot, slot_);
+    ended_.push_back(std::move(step));
+    return 5ms;
+  }
+  // Flags the step running now (called from inside it).
+  void flag_current() { slot_->flagged_seq.store(slot_->seq.load(std::memory_order_relaxed)); }
+  [[nodiscard]] const step_slot& slot() const { return *slot_; }
+
+  step_slot* slot_ = nullptr;
+  std::string loop_name_;
+  int attached_ = 0;
+  int detached_ = 0;
+  std::uint64_t last_seq_ = 0;
+  std::vector<flagged_step> ended_;
+};
+
+TEST(StepHook, AnObserverOfItsOwnSeesStepsAndFlaggedEnds) {
+  auto obs = std::make_shared<recording_observer>();
+  event_loop loop({.name = "hooked", .watchdog = {.threshold = std::nullopt, .observer = obs}});
+  std::uint64_t inside_task_id = 0;
+  auto child = [&]() -> task<void> {
+    inside_task_id = obs->slot().task_id.load();
+    EXPECT_EQ(obs->slot().seq.load() & step_slot::idle_bit, 0u);  // busy while a step runs
+    obs->flag_current();
+    co_return;
+  };
+  auto main = [&]() -> task<void> {
+    auto h = loop.spawn(child(), "flagged-child");
+    co_await h;
+  };
+  loop.run(main());
+  EXPECT_EQ(obs->loop_name_, "hooked");
+  EXPECT_EQ(obs->attached_, 1);
+  EXPECT_EQ(obs->detached_, 1);
+  EXPECT_NE(inside_task_id, 0u);
+  EXPECT_EQ(obs->last_seq_ & step_slot::idle_bit, step_slot::idle_bit);  // idle after the run
+  ASSERT_EQ(obs->ended_.size(), 1u);
+  EXPECT_EQ(obs->ended_[0].task_id, inside_task_id);
+  EXPECT_EQ(obs->ended_[0].task_name, "flagged-child");  // it ended inside its flagged step
+  EXPECT_NE(std::string(obs->ended_[0].where.file_name()).find("watchdog_test.cpp"), std::string::npos);
+  EXPECT_EQ(loop.statistics().stalls, 1u);
+  EXPECT_EQ(loop.statistics().longest_stall, 5ms);
+}
+
 TEST(Watchdog, DefaultSinkIsOneGreppableLine) {
   stall_report r;
   r.state = stall_report::phase::ongoing;
