@@ -352,15 +352,34 @@ class loop_fetch {
     worker& w_;
   };
 
-  // A loop's sink: results queued for the main loop, which is woken once
-  // per batch.
+  // A loop's sink: the results of a turn of the loop are gathered, then
+  // passed to the main loop together (one lock, at most one wake), once
+  // the loop's ready tasks have run.
   class loop_sink final : public http::fetch_sink {
    public:
     explicit loop_sink(loop_fetch& f) : f_(f) {}
-    void deliver(http::fetch_result&& r) override { f_.queue_result(std::move(r)); }
+    void deliver(http::fetch_result&& r) override {
+      batch_.push_back(std::move(r));
+      pending_.set();
+    }
+    // The batch to the main loop.
+    void pass_on() {
+      if (!batch_.empty()) f_.queue_results(batch_);
+      batch_.clear();
+    }
+    task<void> passer() {
+      for (;;) {
+        co_await pending_.wait();
+        pending_.clear();
+        co_await yield();  // the other results of this turn join the batch
+        pass_on();
+      }
+    }
 
    private:
     loop_fetch& f_;
+    std::vector<http::fetch_result> batch_;
+    event pending_{"fetch loop results"};
   };
 
   // On loop i: its fetcher, from start to its last result.
@@ -369,6 +388,7 @@ class loop_fetch {
     if (!w.early_stop.empty()) w.engine->stop(w.early_stop);
     loop_source src(*this, w);
     loop_sink snk(*this);
+    join_handle<void> passing = event_loop::current()->spawn(snk.passer(), "fetch-loop-results");
     std::exception_ptr failure;
     try {
       w.stats = co_await w.engine->run(src, snk);
@@ -376,6 +396,14 @@ class loop_fetch {
       failure = std::current_exception();
       w.stats = w.engine->statistics();
     }
+    passing.cancel();
+    std::exception_ptr passed;
+    try {
+      co_await passing;
+    } catch (...) {
+      passed = std::current_exception();  // (cancelled)
+    }
+    snk.pass_on();  // what is left
     w.client = w.engine->http_client().statistics();
     w.engine.reset();
     w.loop_stats = event_loop::current()->statistics();
@@ -415,12 +443,12 @@ class loop_fetch {
     co_return more;
   }
 
-  // On any worker loop.
-  void queue_result(http::fetch_result&& r) {
+  // On any worker loop: a batch of results for the main loop.
+  void queue_results(std::vector<http::fetch_result>& batch) {
     bool wake = false;
     {
       std::lock_guard<std::mutex> lock(results_mutex_);
-      results_.push_back(std::move(r));
+      for (http::fetch_result& r : batch) results_.push_back(std::move(r));
       wake = !wake_posted_;
       wake_posted_ = true;
       if (wake) ++wakes_posted_;
