@@ -231,7 +231,8 @@ class event_loop {
   friend class async_fd;
 
   void check_owner(const char* method) const {
-    if (std::this_thread::get_id() != owner_) [[unlikely]]
+    // The loop running on this thread is owned by it: no pthread_self().
+    if (detail::tls_context.loop != this && std::this_thread::get_id() != owner_) [[unlikely]]
       throw_wrong_thread(method);
   }
   [[noreturn]] void throw_wrong_thread(const char* method) const;
@@ -304,15 +305,17 @@ class event_loop {
   std::atomic<std::uint64_t> threadsafe_calls_{0};
 
   // The step hook (see spindle/step_hook.hpp); observer_ null when off.
-  void run_batch_watched(std::size_t n);
-  void on_flagged_step_end() noexcept;
+  std::size_t run_batch_watched();  // returns the steps run
+  void on_flagged_step_end(std::uint64_t seq) noexcept;
   std::unique_ptr<step_slot> step_slot_;
   std::shared_ptr<step_observer> observer_;  // made at the first run
   bool observer_made_ = false;
   step_slot* watch_ = nullptr;  // set while running with an observer
-  std::uint64_t step_seq_ = 0;
-  detail::task_node* published_ = nullptr;  // the task whose id/location the slot holds, until it ends
-  std::string step_task_name_;              // its name, kept if it ended inside a flagged step
+  std::uint64_t step_seq_ = 0;  // the last step's seq (at the end of a batch)
+  // The task whose id/location the slot holds (until it ends), or the
+  // callback marker after a callback.
+  detail::ready_node* published_ = nullptr;
+  std::string step_task_name_;  // its name, kept if it ended inside a flagged step
   std::uint64_t threadsafe_taken_ = 0;
 
   detail::task_node* live_head_ = nullptr;

@@ -99,6 +99,9 @@ bool is_cancellation(const std::exception_ptr& e) noexcept {
 }  // namespace detail
 
 namespace {
+void never_runs(detail::ready_node*) noexcept {}
+// Published in place of a plain callback (its drop is set, like a callback's).
+detail::ready_node callback_marker{nullptr, &never_runs, &never_runs};
 // Steps between non-blocking I/O polls while the ready queue never empties
 // (Tokio uses 61; what matters is amortising the syscall over many steps).
 constexpr unsigned poll_interval = 64;
@@ -310,7 +313,8 @@ void event_loop::on_task_done(detail::task_node* n) noexcept {
     // The watched step's task ends inside its step (its memory may be a new
     // task's soon): keep its name if the watchdog flagged the step.
     published_ = nullptr;
-    if (watch_ != nullptr && watch_->flagged_seq.load(std::memory_order_relaxed) == step_seq_) {
+    if (watch_ != nullptr &&
+        watch_->flagged_seq.load(std::memory_order_relaxed) == watch_->seq.load(std::memory_order_relaxed)) {
       try {
         step_task_name_ = n->name();
       } catch (...) {
@@ -461,36 +465,39 @@ void event_loop::poll_io(std::int64_t timeout_ns) {
 }
 
 // The watched batch (in run_once's translation unit, so it inlines).
-[[gnu::always_inline]] inline void event_loop::run_batch_watched(std::size_t n) {
+[[gnu::always_inline]] inline std::size_t event_loop::run_batch_watched() {
   step_slot& w = *watch_;
   std::uint64_t seq = step_seq_;  // in a register across the steps
-  while (n-- != 0) {
+  std::size_t n = 0;
+  while (head_ != nullptr && n != batch) {
+    ++n;
     detail::ready_node* r = pop_ready();
     seq += step_slot::step;
-    step_seq_ = seq;
     // Who runs: published only when it changes (a loop of awaits in one
-    // task publishes nothing new). Written before `seq` (release); the
-    // observer reads seq, these, then seq again (see step_slot).
-    if (r != published_) [[unlikely]] {
-      if (r->drop == nullptr) {
+    // task, or a run of callbacks, publishes nothing new). Written before
+    // `seq` (release); the observer reads seq, these, then seq again (see
+    // step_slot). A plain callback is published as `callback_marker`: its
+    // node is freed after it runs and its memory may be a task's next.
+    detail::ready_node* who = r->drop == nullptr ? r : &callback_marker;
+    if (who != published_) [[unlikely]] {
+      if (who == r) {
         auto* t = static_cast<detail::task_node*>(r);
         w.task_id.store(t->id(), std::memory_order_relaxed);
         w.where.store(t->where(), std::memory_order_relaxed);
-        published_ = t;
       } else {
-        // A plain callback: its node is freed after it runs and its memory
-        // may be a task's next, so it is never remembered as published.
         w.task_id.store(0, std::memory_order_relaxed);
         w.where.store(std::source_location{}, std::memory_order_relaxed);
-        published_ = nullptr;
       }
+      published_ = who;
     }
     w.seq.store(seq, std::memory_order_release);
     r->run_ready(r);
     if (w.flagged_seq.load(std::memory_order_relaxed) == seq) [[unlikely]]
-      on_flagged_step_end();
+      on_flagged_step_end(seq);
   }
+  step_seq_ = seq;
   w.seq.store(seq | step_slot::idle_bit, std::memory_order_release);
+  return n;
 }
 
 void event_loop::run_once(std::int64_t max_block_ns) {
@@ -525,28 +532,34 @@ void event_loop::run_once(std::int64_t max_block_ns) {
     coarse_now_ = now();
     if (!timers_.empty()) fire_timers(coarse_now_);
   }
-  std::size_t n = ready_size_ < batch ? ready_size_ : batch;
+  // A batch: up to `batch` ready entries, including those that become
+  // ready during it (a woken joiner, a spawned child), so a spawn + await
+  // takes one turn, not two. Polls stay as frequent as before: a turn
+  // starting past poll_interval steps polls first.
+  std::size_t n = 0;
+  if (watch_ != nullptr) {
+    n = run_batch_watched();
+  } else {
+    while (head_ != nullptr && n != batch) {
+      ++n;
+      detail::ready_node* r = pop_ready();
+      r->run_ready(r);
+    }
+  }
   since_poll_ += static_cast<unsigned>(n);
   stats_.steps += n;
-  if (watch_ != nullptr) {
-    run_batch_watched(n);
-    return;
-  }
-  while (n-- != 0) {
-    detail::ready_node* r = pop_ready();
-    r->run_ready(r);
-  }
 }
 
-void event_loop::on_flagged_step_end() noexcept {
+void event_loop::on_flagged_step_end(std::uint64_t seq) noexcept {
   step_slot& w = *watch_;
   flagged_step f;
-  f.seq = step_seq_;
+  f.seq = seq;
   f.task_id = w.task_id.load(std::memory_order_relaxed);
   f.where = w.where.load(std::memory_order_relaxed);
   try {
-    if (published_ != nullptr) {
-      f.task_name = published_->name();  // the step's task, still suspended, so alive
+    if (published_ != nullptr && published_->drop == nullptr) {
+      // The step's task, still suspended, so alive.
+      f.task_name = static_cast<detail::task_node*>(published_)->name();
     } else {
       f.task_name = std::move(step_task_name_);  // it ended inside the step
     }

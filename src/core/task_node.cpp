@@ -6,10 +6,13 @@
 
 namespace spindle::detail {
 
-task_node::task_node(event_loop& loop, std::coroutine_handle<> root, promise_base& promise, std::string name,
-                     std::source_location where) noexcept
-    : loop_(&loop), root_(root), promise_(&promise), resume_(root), name_(std::move(name)), where_(where) {
+task_node::task_node(event_loop& loop, std::coroutine_handle<> root, promise_base& promise,
+                     std::string&& name, std::source_location where) noexcept
+    : loop_(&loop), root_(root), promise_(&promise), resume_(root), where_(where) {
   run_ready = &task_node::run;
+  // Most tasks are unnamed (named by their spawn site): moving an empty
+  // string still copies its buffer, so only a name is moved.
+  if (!name.empty()) name_ = std::move(name);
   root_scope_.attach_root(loop);
   root_scope_.add_task(this);
 }

@@ -48,7 +48,7 @@ class promise_base;
 
 class task_node : public ready_node {
  public:
-  task_node(event_loop& loop, std::coroutine_handle<> root, promise_base& promise, std::string name,
+  task_node(event_loop& loop, std::coroutine_handle<> root, promise_base& promise, std::string&& name,
             std::source_location where) noexcept;
   task_node(const task_node&) = delete;
   task_node& operator=(const task_node&) = delete;

@@ -13,7 +13,7 @@ namespace spindle::detail {
 template <class T>
 class typed_task_node final : public task_node {
  public:
-  typed_task_node(event_loop& loop, task<T>&& t, std::string name, std::source_location where)
+  typed_task_node(event_loop& loop, task<T>&& t, std::string&& name, std::source_location where)
       : task_node(loop, t.handle(), t.handle().promise(), std::move(name), where),
         promise_(&t.handle().promise()) {
     promise_->set_root(this);
