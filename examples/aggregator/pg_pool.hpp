@@ -37,6 +37,9 @@ class pg_error : public spindle::error {
  public:
   pg_error(std::string sqlstate, const std::string& message)
       : error(message), sqlstate_(std::move(sqlstate)) {}
+  [[nodiscard]] spindle::error_kind kind_id() const noexcept override {
+    return spindle::error_kind::application;
+  }
   [[nodiscard]] const char* kind() const noexcept override { return "postgres"; }
   [[nodiscard]] const std::string& sqlstate() const noexcept { return sqlstate_; }
 
@@ -44,9 +47,9 @@ class pg_error : public spindle::error {
   std::string sqlstate_;
 };
 /// The connection could not be made (the server is down, refused, ...).
-SPINDLE_DEFINE_ERROR(pg_connect_error, "connect");
+SPINDLE_DEFINE_ERROR(pg_connect_error, connect);
 /// An established connection broke while a query was on it.
-SPINDLE_DEFINE_ERROR(pg_connection_lost_error, "connection_lost");
+SPINDLE_DEFINE_APP_ERROR(pg_connection_lost_error, "connection_lost");
 
 struct pg_pool_options {
   std::string name = "postgres";

@@ -80,7 +80,7 @@ struct graph_request {
 };
 
 /// The HTTP backend's answer was not JSON.
-SPINDLE_DEFINE_ERROR(bad_payload_error, "protocol");
+SPINDLE_DEFINE_ERROR(bad_payload_error, protocol);
 
 }  // namespace
 
@@ -165,11 +165,16 @@ json merge(service::backends& b, const graph_request& r, std::vector<spindle::ou
 /// A failed fetch result as an error of its kind (for the outcome).
 class fetch_failure : public spindle::error {
  public:
-  fetch_failure(std::string kind, std::string message) : error(std::move(message)), kind_(std::move(kind)) {}
+  fetch_failure(std::string kind, std::string message)
+      : error(std::move(message)),
+        kind_(std::move(kind)),
+        id_(spindle::error_kind_from_name(kind_).value_or(spindle::error_kind::application)) {}
+  [[nodiscard]] spindle::error_kind kind_id() const noexcept override { return id_; }
   [[nodiscard]] const char* kind() const noexcept override { return kind_.c_str(); }
 
  private:
   std::string kind_;
+  spindle::error_kind id_;
 };
 
 /// The sub-queries of one /graph request, as they end.

@@ -25,6 +25,9 @@ namespace aggregator {
 class sqlite_error : public spindle::error {
  public:
   sqlite_error(int code, const std::string& message) : error(message), code_(code) {}
+  [[nodiscard]] spindle::error_kind kind_id() const noexcept override {
+    return spindle::error_kind::application;
+  }
   [[nodiscard]] const char* kind() const noexcept override { return "sqlite"; }
   [[nodiscard]] int code() const noexcept { return code_; }
 

@@ -16,7 +16,7 @@
 namespace spindle {
 
 /// send() on a closed channel.
-SPINDLE_DEFINE_ERROR(channel_closed_error, "closed");
+SPINDLE_DEFINE_ERROR(channel_closed_error, closed);
 
 struct channel_statistics {
   std::string name;

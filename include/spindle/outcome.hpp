@@ -8,12 +8,15 @@
 #include <utility>
 #include <variant>
 
+#include "spindle/error.hpp"
+
 namespace spindle {
 
 namespace detail {
-/// The stable kind of an exception: spindle::error::kind(), else "exception".
-[[nodiscard]] std::string error_kind(const std::exception_ptr& e);
-/// Its what() text, or "unknown exception".
+/// The stable kind name of an exception: spindle::error::kind() (an
+/// application error's own name too), else "exception".
+[[nodiscard]] std::string error_kind_name_of(const std::exception_ptr& e);
+/// An exception's what() text, or "unknown exception".
 [[nodiscard]] std::string error_message(const std::exception_ptr& e);
 }  // namespace detail
 
@@ -41,7 +44,14 @@ class outcome {
   }
   /// The exception (null when ok()).
   [[nodiscard]] std::exception_ptr error() const noexcept { return ok() ? nullptr : std::get<1>(v_); }
-  [[nodiscard]] std::string error_kind() const { return ok() ? "" : detail::error_kind(std::get<1>(v_)); }
+  /// The failure's kind in the registry (error_kind::exception when ok()).
+  [[nodiscard]] spindle::error_kind kind_id() const noexcept {
+    return ok() ? spindle::error_kind::exception : error_kind_of(std::get<1>(v_));
+  }
+  /// Its stable name; empty when ok().
+  [[nodiscard]] std::string error_kind() const {
+    return ok() ? "" : detail::error_kind_name_of(std::get<1>(v_));
+  }
   [[nodiscard]] std::string error_message() const {
     return ok() ? "" : detail::error_message(std::get<1>(v_));
   }
@@ -61,7 +71,10 @@ class outcome<void> {
     if (e_) std::rethrow_exception(e_);
   }
   [[nodiscard]] std::exception_ptr error() const noexcept { return e_; }
-  [[nodiscard]] std::string error_kind() const { return ok() ? "" : detail::error_kind(e_); }
+  [[nodiscard]] spindle::error_kind kind_id() const noexcept {
+    return ok() ? spindle::error_kind::exception : error_kind_of(e_);
+  }
+  [[nodiscard]] std::string error_kind() const { return ok() ? "" : detail::error_kind_name_of(e_); }
   [[nodiscard]] std::string error_message() const { return ok() ? "" : detail::error_message(e_); }
 
  private:

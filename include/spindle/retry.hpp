@@ -51,6 +51,9 @@ struct retry_policy {
 };
 
 /// A retryable() predicate accepting spindle errors of the given kinds.
+[[nodiscard]] std::function<bool(const std::exception_ptr&)> retry_on_kinds(std::vector<error_kind> kinds);
+/// The same by name; an unknown name throws usage_error (a typo would
+/// otherwise silently never retry).
 [[nodiscard]] std::function<bool(const std::exception_ptr&)> retry_on_kinds(std::vector<std::string> kinds);
 
 namespace detail {

@@ -25,7 +25,7 @@ namespace spindle {
 class task_group_error : public error {
  public:
   explicit task_group_error(std::vector<std::exception_ptr> errors);
-  [[nodiscard]] const char* kind() const noexcept override { return "group"; }
+  [[nodiscard]] error_kind kind_id() const noexcept override { return error_kind::group; }
   [[nodiscard]] const std::vector<std::exception_ptr>& errors() const noexcept { return errors_; }
   [[nodiscard]] std::exception_ptr first() const noexcept { return errors_.front(); }
 

@@ -27,7 +27,7 @@ namespace spindle {
 
 /// A pool refused work: its queue (or its zombie allowance) is full and its
 /// policy is `reject`, or it is shut down.
-SPINDLE_DEFINE_ERROR(rejected_error, "rejected");
+SPINDLE_DEFINE_ERROR(rejected_error, rejected);
 
 /// What a submission does when the queue is full.
 enum class when_full : std::uint8_t {

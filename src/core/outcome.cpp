@@ -4,13 +4,13 @@
 
 namespace spindle::detail {
 
-std::string error_kind(const std::exception_ptr& e) {
+std::string error_kind_name_of(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
   } catch (const spindle::error& x) {
     return x.kind();
   } catch (...) {
-    return "exception";
+    return std::string(error_kind_name(error_kind::exception));
   }
 }
 

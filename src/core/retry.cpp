@@ -11,9 +11,18 @@
 namespace spindle {
 
 std::function<bool(const std::exception_ptr&)> retry_on_kinds(std::vector<std::string> kinds) {
+  std::vector<error_kind> ids;
+  for (const auto& name : kinds) {
+    const auto k = error_kind_from_name(name);
+    if (!k) throw usage_error("retry_on_kinds: unknown error kind '" + name + "' (see spindle::error_kind)");
+    ids.push_back(*k);
+  }
+  return retry_on_kinds(std::move(ids));
+}
+
+std::function<bool(const std::exception_ptr&)> retry_on_kinds(std::vector<error_kind> kinds) {
   return [kinds = std::move(kinds)](const std::exception_ptr& e) {
-    const std::string k = detail::error_kind(e);
-    return std::find(kinds.begin(), kinds.end(), k) != kinds.end();
+    return std::find(kinds.begin(), kinds.end(), error_kind_of(e)) != kinds.end();
   };
 }
 
@@ -63,7 +72,8 @@ bool should_retry(const retry_policy& p, const std::exception_ptr& e) {
   if (is_cancellation(e)) return false;
   if (current_task("retry").cancel_requested()) return false;
   if (p.retryable) return p.retryable(e);
-  static const auto by_default = retry_on_kinds({"timeout", "connect"});
+  static const auto by_default =
+      retry_on_kinds(std::vector<error_kind>{error_kind::timeout, error_kind::connect});
   return by_default(e);
 }
 

@@ -500,8 +500,7 @@ retry_policy http_retry_policy(std::string_view method, unsigned max_attempts, d
     } catch (const http_status_error& s) {
       return s.status() == 429 || s.status() >= 500;
     } catch (const error& x) {
-      const std::string_view k = x.kind();
-      return k == "connect" || k == "timeout";
+      return x.kind_id() == error_kind::connect || x.kind_id() == error_kind::timeout;
     } catch (...) {
     }
     return false;

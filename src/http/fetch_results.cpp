@@ -2,6 +2,7 @@
 // (include/spindle/http/fetch.hpp).
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 
@@ -10,10 +11,22 @@
 
 namespace spindle::http {
 
+namespace {
+// The kinds a fetch result can carry (a subset of the registry, in its
+// order); anything else is reported as "rejected" with the original kind
+// in the message.
+constexpr std::array<error_kind, 10> fetch_kinds{
+    error_kind::cancelled, error_kind::timeout,    error_kind::rejected,    error_kind::dns,
+    error_kind::connect,   error_kind::tls,        error_kind::invalid_url, error_kind::protocol,
+    error_kind::redirect,  error_kind::http_status};
+}  // namespace
+
 const std::vector<std::string_view>& fetch_error_kinds() {
-  static const std::vector<std::string_view> kinds{"invalid_url", "dns",      "connect",  "tls",
-                                                   "timeout",     "protocol", "redirect", "http_status",
-                                                   "cancelled",   "rejected"};
+  static const std::vector<std::string_view> kinds = [] {
+    std::vector<std::string_view> v;
+    for (error_kind k : fetch_kinds) v.push_back(error_kind_name(k));
+    return v;
+  }();
   return kinds;
 }
 
@@ -22,17 +35,17 @@ std::string fetch_error_kind(const std::exception_ptr& e, std::string& message) 
     std::rethrow_exception(e);
   } catch (const spindle::error& err) {
     message = err.what();
-    const std::string_view k = err.kind();
-    for (std::string_view known : fetch_error_kinds())
-      if (k == known && k != "rejected") return std::string(known);
-    message = std::string(k) + ": " + message;
-    return "rejected";
+    const error_kind k = err.kind_id();
+    if (std::find(fetch_kinds.begin(), fetch_kinds.end(), k) != fetch_kinds.end())
+      return std::string(error_kind_name(k));
+    message = std::string(err.kind()) + ": " + message;
+    return std::string(error_kind_name(error_kind::rejected));
   } catch (const std::exception& err) {
     message = err.what();
-    return "rejected";
+    return std::string(error_kind_name(error_kind::rejected));
   } catch (...) {
     message = "unknown exception";
-    return "rejected";
+    return std::string(error_kind_name(error_kind::rejected));
   }
 }
 

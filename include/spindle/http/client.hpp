@@ -31,7 +31,7 @@ class http_status_error : public error {
  public:
   http_status_error(int status, std::string message, std::optional<duration> retry_after)
       : error(std::move(message)), status_(status), retry_after_(retry_after) {}
-  [[nodiscard]] const char* kind() const noexcept override { return "http_status"; }
+  [[nodiscard]] error_kind kind_id() const noexcept override { return error_kind::http_status; }
   [[nodiscard]] int status() const noexcept { return status_; }
   [[nodiscard]] std::optional<duration> retry_after() const noexcept { return retry_after_; }
 

@@ -108,7 +108,7 @@ class message_reader {
 };
 
 /// The peer closed the connection cleanly between messages.
-SPINDLE_DEFINE_ERROR(end_of_stream, "connect");
+SPINDLE_DEFINE_ERROR(end_of_stream, connect);
 
 /// "GET /path HTTP/1.1\r\nHost: ...\r\n...\r\n\r\nbody", with Content-Length
 /// when there is a body (or the method expects one).
