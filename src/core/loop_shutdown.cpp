@@ -143,4 +143,20 @@ std::string loop_shutdown_report::to_string() const {
   return s;
 }
 
+std::string shutdown_report::to_string() const {
+  std::string s = "pool=" + name + " submitted=" + std::to_string(submitted) +
+                  " completed=" + std::to_string(completed) + " failed=" + std::to_string(failed) +
+                  " cancelled=" + std::to_string(cancelled) + " abandoned=" + std::to_string(abandoned);
+  if (still_running != 0) s += " still_running=" + std::to_string(still_running);
+  auto list = [&](const char* what, const std::vector<std::string>& names) {
+    if (names.empty()) return;
+    s += std::string(" ") + what + "=[";
+    for (std::size_t i = 0; i < names.size(); ++i) s += (i ? "," : "") + names[i];
+    s += "]";
+  };
+  list("cancelled_jobs", cancelled_jobs);
+  list("abandoned_jobs", abandoned_jobs);
+  return s;
+}
+
 }  // namespace spindle

@@ -230,9 +230,10 @@ std::shared_ptr<step_observer> make_watchdog(std::string_view loop_name, const s
   return std::make_shared<watchdog_observer>(loop_name, o);
 }
 
-// Installs the watchdog as every loop's default step observer. spindle::spindle
-// links spindle_diag whole (WHOLE_ARCHIVE), so this object file, and this
-// initializer, are always part of a program that uses the umbrella target.
+// Installs the watchdog as every loop's default step observer. Nothing
+// calls into this object file, so spindle::spindle makes the linker pull it
+// with `--undefined=spindle_diag_watchdog_anchor` (src/CMakeLists.txt), in
+// the build tree and in an installed package alike.
 [[maybe_unused]] const bool installed = [] {
   detail::set_default_step_observer(&make_watchdog);
   return true;
@@ -241,3 +242,7 @@ std::shared_ptr<step_observer> make_watchdog(std::string_view loop_name, const s
 }  // namespace
 
 }  // namespace spindle
+
+extern "C" {
+[[gnu::used]] const int spindle_diag_watchdog_anchor = 1;
+}

@@ -23,7 +23,6 @@
 #include <mutex>
 #include <thread>
 
-
 namespace spindle {
 
 namespace detail {
@@ -468,22 +467,6 @@ pool_statistics thread_pool::statistics() const {
 
 shutdown_report thread_pool::shutdown(shutdown_policy policy, duration grace) {
   return state_->shutdown(policy, grace);
-}
-
-std::string shutdown_report::to_string() const {
-  std::string s = "pool=" + name + " submitted=" + std::to_string(submitted) +
-                  " completed=" + std::to_string(completed) + " failed=" + std::to_string(failed) +
-                  " cancelled=" + std::to_string(cancelled) + " abandoned=" + std::to_string(abandoned);
-  if (still_running != 0) s += " still_running=" + std::to_string(still_running);
-  auto list = [&](const char* what, const std::vector<std::string>& names) {
-    if (names.empty()) return;
-    s += std::string(" ") + what + "=[";
-    for (std::size_t i = 0; i < names.size(); ++i) s += (i ? "," : "") + names[i];
-    s += "]";
-  };
-  list("cancelled_jobs", cancelled_jobs);
-  list("abandoned_jobs", abandoned_jobs);
-  return s;
 }
 
 }  // namespace spindle
