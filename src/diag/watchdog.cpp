@@ -243,6 +243,6 @@ std::shared_ptr<step_observer> make_watchdog(std::string_view loop_name, const s
 
 }  // namespace spindle
 
-extern "C" {
-[[gnu::used]] const int spindle_diag_watchdog_anchor = 1;
-}
+// The single-declaration form gives the const external linkage (in braces
+// it would be internal, and --undefined would find nothing to pull).
+extern "C" [[gnu::used]] const int spindle_diag_watchdog_anchor = 1;
