@@ -309,16 +309,20 @@ void event_loop::add_task(detail::task_node* n) {
 }
 
 void event_loop::on_task_done(detail::task_node* n) noexcept {
-  if (n == published_) [[unlikely]] {
+  if (n == published_) {
     // The watched step's task ends inside its step (its memory may be a new
     // task's soon): keep its name if the watchdog flagged the step.
     published_ = nullptr;
-    if (watch_ != nullptr &&
-        watch_->flagged_seq.load(std::memory_order_relaxed) == watch_->seq.load(std::memory_order_relaxed)) {
-      try {
-        step_task_name_ = n->name();
-      } catch (...) {
-      }
+    if (watch_ != nullptr && watch_->flagged_seq.load(std::memory_order_relaxed) ==
+                                 watch_->seq.load(std::memory_order_relaxed)) [[unlikely]] {
+      // Out of line, so the common path saves no registers for it.
+      auto keep_name = [ this, n ]() __attribute__((noinline, cold)) {
+        try {
+          step_task_name_ = n->name();
+        } catch (...) {
+        }
+      };
+      keep_name();
     }
   }
   if (n->abandoned_) {
