@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -141,7 +142,10 @@ struct body_files::shared {
   std::string dir;
   std::optional<name_template> names;
   std::uint64_t shard = 0;
-  std::uint64_t serial = 0;
+  // Names the temporaries; atomic because with --loops N every loop's
+  // fetcher opens files through this one store (the pool answers each
+  // job on the loop that awaited it).
+  std::atomic<std::uint64_t> serial{0};
 };
 
 namespace {
@@ -174,7 +178,7 @@ class body_file final : public http::fetch_body_target {
     const std::string final_path = s_->dir + "/" + name_;
     char serial[64];
     std::snprintf(serial, sizeof serial, ".spindle-%ld-%llu.part", static_cast<long>(::getpid()),
-                  static_cast<unsigned long long>(++s_->serial));
+                  static_cast<unsigned long long>(s_->serial.fetch_add(1, std::memory_order_relaxed) + 1));
     std::string temp = final_path.substr(0, final_path.rfind('/') + 1) + serial;
     auto opening = [f, temp, final_path] {
       const std::size_t slash = final_path.rfind('/');

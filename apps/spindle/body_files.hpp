@@ -5,7 +5,10 @@
 // file beside the target; an ok attempt renames it to its name, any other
 // ending removes it. A name already taken is never overwritten: the body
 // goes to NAME.1, NAME.2, ... instead (wget's rule), and the result's
-// "path" says where it went.
+// "path" says where it went. One store may serve fetchers on several loops
+// (--loops N): the names of temporaries come from an atomic counter, a
+// taken name is found by link(2) failing with EEXIST, and each write job
+// answers the loop that awaited it.
 
 #include <cstdint>
 #include <memory>

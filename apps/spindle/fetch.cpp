@@ -783,8 +783,6 @@ int run_fetch(const fetch_options& given) {
     std::fprintf(stderr, "spindle fetch: %s\n", msg.c_str());
     return exit_usage;
   };
-  if (opts.loops > 1 && !opts.output_dir.empty())
-    return usage("--output-dir goes with --loops 1 only (for now): the files are written from one loop");
   if (opts.urls.empty() && opts.urls_file.empty())
     return usage("no URLs: give them as arguments or with --urls FILE (- for stdin)");
   const bool to_stdout = opts.out.empty() || opts.out == "-";
