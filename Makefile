@@ -1,13 +1,13 @@
 # The two commands of the quick start:
 #   make demo   install what is missing, build, run the demo
 #   make test   install what is missing, build, run the whole test suite
-# Others: make asan | tsan | debug-test | format | format-check | bench | clean
+# Others: make asan | tsan | debug-test | format | format-check | bench | bench-runtime | clean
 
 JOBS ?= $(shell nproc)
 WERROR := $(if $(CI),ON,OFF)
 CONFIGURE = cmake --preset $(1) -DSPINDLE_WERROR=$(WERROR) >/dev/null
 
-.PHONY: all deps build demo examples test asan asan-build tsan fuzz debug-test format format-check bench clean
+.PHONY: all deps build demo examples test asan asan-build tsan fuzz debug-test format format-check bench bench-runtime clean
 
 all: build
 
@@ -74,8 +74,14 @@ format-check:
 	@scripts/install-deps.sh format
 	@clang-format-14 --dry-run --Werror $(FORMAT_FILES)
 
-bench: build
+# bench-runtime: the runtime table of issue #17 (spindle against Tokio,
+# asyncio and uvloop, one run: bench/run_runtime.sh, build/bench/runtime.md).
+# bench: that table first, then every comparison of bench/run_core.sh.
+bench-runtime: build
 	@scripts/install-deps.sh bench
+	@bench/run_runtime.sh
+
+bench: bench-runtime
 	@bench/run_core.sh
 
 clean:

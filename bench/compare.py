@@ -12,7 +12,15 @@ Inputs (any number, in any order; the kind is detected from the content):
 Repeated measurements are reduced with the median.  Output is a Markdown
 table; ratios are peer time / spindle time (how many times faster spindle is).
 
-Usage: bench/compare.py spindle.json peers_asyncio.jsonl peers_tokio.jsonl ...
+--runtime (bench/run_runtime.sh) prints instead the one runtime table of
+issue #17: a row per core op, columns spindle / Tokio / asyncio / uvloop,
+spindle time / Tokio time and the issue's goal for that ratio, then the
+stall watchdog's cost on empty steps (BM_empty_steps/K/W, off against on).
+In that mode every spindle figure is wall clock, as the peers' are: a
+benchmark without UseRealTime reports items_per_second over CPU time, so
+its ns per op is scaled by real_time / cpu_time.
+
+Usage: bench/compare.py [--runtime] spindle.json peers_asyncio.jsonl peers_tokio.jsonl ...
 Standard library only.
 """
 
@@ -59,6 +67,7 @@ class Data:
         self.p99 = defaultdict(list)     # (impl, op) -> [us]
         self.notes = defaultdict(set)    # (impl, op) -> {note}
         self.fallback = set()            # (impl, op) measured via real_time
+        self.cpu = defaultdict(list)     # (impl, op) -> [CPU ns per op] (Google Benchmark, no UseRealTime)
 
     def add(self, impl, op, ns, p50=None, p99=None, note=None):
         key = (impl, op)
@@ -84,19 +93,30 @@ def _gbench_op(entry):
     base = parts[0]
     if base.startswith("BM_"):
         base = base[3:]
-    # A plain integer argument names a variant: BM_blocking_throughput/4 -> blocking_throughput_4.
-    if len(parts) > 1 and parts[1].isdigit():
-        base = f"{base}_{parts[1]}"
+    # Plain integer arguments name a variant: BM_blocking_throughput/4 -> blocking_throughput_4,
+    # BM_empty_steps/0/1 -> empty_steps_0_1.
+    for arg in parts[1:]:
+        if not arg.isdigit():
+            break
+        base = f"{base}_{arg}"
     return base or None
 
 
-def _gbench_ns(op, entry):
-    """ns per op for one Google Benchmark entry, or None. Returns (ns, is_fallback)."""
+def _gbench_ns(op, entry, wall=False):
+    """ns per op for one Google Benchmark entry, or None. Returns (ns, is_fallback).
+    wall: a rate over CPU time (no /real_time or /manual_time in the name) is
+    turned into wall time per item with the entry's real_time / cpu_time."""
     if op in LATENCY_OPS and isinstance(entry.get("p50_us"), (int, float)):
         return entry["p50_us"] * 1000.0, False
     ips = entry.get("items_per_second")
     if isinstance(ips, (int, float)) and ips > 0:
-        return 1e9 / ips, False
+        ns = 1e9 / ips
+        name = entry.get("name", "")
+        rt, ct = entry.get("real_time"), entry.get("cpu_time")
+        if (wall and "/real_time" not in name and "/manual_time" not in name
+                and isinstance(rt, (int, float)) and isinstance(ct, (int, float)) and ct > 0):
+            ns *= rt / ct
+        return ns, False
     rt = entry.get("real_time")
     unit = _TIME_UNIT_NS.get(entry.get("time_unit", "ns"))
     if isinstance(rt, (int, float)) and unit is not None:
@@ -104,7 +124,7 @@ def _gbench_ns(op, entry):
     return None, False
 
 
-def load_gbench(doc, path, data):
+def load_gbench(doc, path, data, wall=False):
     """Prefer raw iteration entries (median taken here); if the file holds only
     aggregates (--benchmark_report_aggregates_only), use the median aggregate,
     else the mean aggregate."""
@@ -127,13 +147,17 @@ def load_gbench(doc, path, data):
     for op, kinds in per_op.items():
         entries = kinds["iteration"] or kinds["median"] or kinds["mean"]
         for e in entries:
-            ns, fb = _gbench_ns(op, e)
+            ns, fb = _gbench_ns(op, e, wall)
             if ns is None:
                 warn(f"{path}: {e.get('name')}: no items_per_second/p50_us/real_time")
                 continue
             if fb:
                 data.fallback.add(("spindle", op))
             data.add("spindle", op, ns, e.get("p50_us"), e.get("p99_us"))
+            ips, name = e.get("items_per_second"), e.get("name", "")
+            if (isinstance(ips, (int, float)) and ips > 0
+                    and "/real_time" not in name and "/manual_time" not in name):
+                data.cpu[("spindle", op)].append(1e9 / ips)
 
 
 # ------------------------------------------------------------------ peers ---
@@ -156,7 +180,7 @@ def load_jsonl(text, path, data):
         warn(f"{path}: no peer records found")
 
 
-def load(path, data):
+def load(path, data, wall=False):
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -168,7 +192,7 @@ def load(path, data):
     except ValueError:
         doc = None
     if isinstance(doc, dict) and "benchmarks" in doc:
-        load_gbench(doc, path, data)
+        load_gbench(doc, path, data, wall)
     elif isinstance(doc, dict) and "impl" in doc:  # single-line JSONL file
         load_jsonl(text, path, data)
     else:
@@ -243,18 +267,103 @@ def render(data):
     return "\n".join(out) + "\n"
 
 
+# ------------------------------------------------------- runtime table ---
+
+# (row, spindle op, Tokio op, goal for spindle / Tokio), issue #17.
+RUNTIME_ROWS = [
+    ("spawn_await", "spawn_await", "spawn_await", 0.5),
+    ("await_chain", "await_chain", "await_chain", 1.2),
+    ("timer_fire", "timer_fire", "timer_fire", 1.0),
+    ("threadsafe_throughput", "threadsafe_throughput", "threadsafe_throughput", 1.0),
+    ("threadsafe_roundtrip", "threadsafe_roundtrip", "threadsafe_roundtrip", 1.0),
+    ("gather_100k", "gather_100k", "gather_100k_inline", 0.8),
+    ("gather_settled_100k", "gather_settled_100k", "gather_settled_100k", 1.0),
+    ("semaphore", "semaphore", "semaphore", 1.0),
+    ("semaphore_handoff", "semaphore_handoff", "semaphore_handoff", 1.0),
+    ("channel", "channel", "channel", 1.0),
+]
+# The stall watchdog's cost (spindle only): BM_empty_steps/K/W, W=0 off, W=1 on;
+# CPU time (spindle against itself: other processes' load is left out).
+WATCHDOG_ROWS = [
+    ("empty step, yield: watchdog off / on", "empty_steps_0_0", "empty_steps_0_1"),
+    ("empty step, call_soon: watchdog off / on", "empty_steps_1_0", "empty_steps_1_1"),
+]
+WATCHDOG_GOAL = 0.02
+
+
+def render_runtime(data):
+    med = lambda impl, op: data.median(data.ns, impl, op)
+    out = []
+    clocks = sorted(op for (impl, op) in data.ns if impl == "spindle" and op.startswith("clock"))
+    for op in clocks:
+        out.append(f"Clock read (spindle BM_{op}): {fmt_ns(med('spindle', op))} ns.")
+    if clocks:
+        out.append("")
+    hdr = ["op", "spindle", "Tokio", "asyncio", "uvloop", "spindle / Tokio", "goal"]
+    out.append("| " + " | ".join(hdr) + " |")
+    out.append("|" + "|".join(["---"] + ["---:"] * (len(hdr) - 2) + ["---"]) + "|")
+    for row, op, tokio_op, goal in RUNTIME_ROWS:
+        sp, tk = med("spindle", op), med("tokio", tokio_op)
+        ratio = sp / tk if sp is not None and tk is not None and tk > 0 else None
+        goal_cell = f"≤ {goal:.1f}x"
+        if ratio is not None:
+            goal_cell += " ✓" if ratio <= goal else " ✗"
+        label = row + (" ‡" if tokio_op != op else "")
+        out.append("| " + " | ".join([
+            label, fmt_ns(sp), fmt_ns(tk), fmt_ns(med("asyncio", op)), fmt_ns(med("uvloop", op)),
+            "n/a" if ratio is None else f"{ratio:.2f}x", goal_cell]) + " |")
+    for row, off_op, on_op in WATCHDOG_ROWS:
+        off, on = data.median(data.cpu, "spindle", off_op), data.median(data.cpu, "spindle", on_op)
+        goal_cell = f"on ≤ off + {WATCHDOG_GOAL:.0%}"
+        if off is not None and on is not None and off > 0:
+            d = on / off - 1
+            goal_cell += f": {d:+.1%} " + ("✓" if d <= WATCHDOG_GOAL else "✗")
+        out.append("| " + " | ".join([
+            row, f"{fmt_ns(off)} / {fmt_ns(on)}", "—", "—", "—", "—", goal_cell]) + " |")
+    out.append("")
+    out.append("Wall-clock ns per op, the median of the runs (threadsafe_roundtrip: the "
+               "median of the runs' p50 latencies). spindle / Tokio is spindle's time over "
+               "Tokio's: below 1 spindle is faster; the goal is issue #17's bound on it "
+               "(✓ met in this run, ✗ not). What one op is: bench/peers/README.md.")
+    notes = []
+    js = med("tokio", "gather_100k")
+    notes.append("‡ gather_100k, Tokio: `buffer_unordered(1,000)` inside one task "
+                 "(tokio_core `gather_100k_inline`); its JoinSet form (`gather_100k`, a window "
+                 f"of 1,000 spawned tasks) took {fmt_ns(js)} ns"
+                 + (f", spindle / JoinSet {med('spindle', 'gather_100k') / js:.2f}x"
+                    if js and med("spindle", "gather_100k") is not None else "")
+                 + ". gather_settled_100k, Tokio: the JoinSet form (Tokio has no settled "
+                 "buffer_unordered op). asyncio: `asyncio.gather` under `asyncio.Semaphore(1000)`.")
+    notes.append("Watchdog rows: spindle only, `BM_empty_steps/K/W`, CPU ns per step of "
+                 "1,000,000 empty steps with the stall watchdog off (W=0) and on (W=1, 100 ms); "
+                 "CPU time, not wall, as spindle is compared with itself. The goal is a cost ≤ 2%.")
+    if data.fallback:
+        notes.append("† no items_per_second in the Google Benchmark output; "
+                     "real_time per iteration used instead.")
+    row_ops = {(i, o) for _, op, tk, _ in RUNTIME_ROWS for i, o in
+               [("tokio", tk)] + [(p, op) for p in ("spindle", "asyncio", "uvloop")]}
+    for (impl, op), ns in sorted(data.notes.items()):
+        if (impl, op) in row_ops and op != "gather_100k_inline":
+            notes.extend(f"{impl} {op}: {n}" for n in sorted(ns))
+    out.append("")
+    out.extend(f"- {n}" for n in notes)
+    return "\n".join(out) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="+",
                     help="Google Benchmark JSON and/or peer JSON Lines files")
     ap.add_argument("-o", "--output", help="write the Markdown here instead of stdout")
+    ap.add_argument("--runtime", action="store_true",
+                    help="the runtime table of issue #17 (bench/run_runtime.sh), wall clock")
     args = ap.parse_args()
 
     data = Data()
     for path in args.files:
-        load(path, data)
-    md = render(data)
+        load(path, data, wall=args.runtime)
+    md = render_runtime(data) if args.runtime else render(data)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(md)

@@ -4,6 +4,9 @@
 #
 #   bench/run_core.sh [repeats]     (default 5)
 #
+# The one runtime table of issue #17 (spindle / Tokio / asyncio / uvloop and
+# the ratios to Tokio) is bench/run_runtime.sh; `make bench` runs it first.
+#
 # Single-loop ops are pinned to CPU 1 (taskset -c 1); the threadsafe ops are
 # not pinned (a foreign thread on the other CPU is the point of them).
 # glibc malloc: M_TRIM_THRESHOLD and M_MMAP_THRESHOLD are raised so that

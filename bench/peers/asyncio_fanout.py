@@ -8,6 +8,8 @@ for each op, one JSON line per run: {"impl", "op", "ns_per_op"}.
   semaphore            uncontended `async with sem` (acquire + release)
   semaphore_handoff    two tasks passing one permit (holding it across a sleep(0))
   channel              1,000,000 values through asyncio.Queue(maxsize=1024)
+
+Usage: /usr/bin/python3 asyncio_fanout.py [--uvloop] [--repeat K] [--ops a,b,...]
 """
 import argparse
 import asyncio
@@ -97,15 +99,21 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--uvloop", action="store_true")
+    ap.add_argument("--ops", default=",".join(OPS),
+                    help="comma-separated subset of: " + ",".join(OPS))
     args = ap.parse_args()
+    ops = [o for o in args.ops.split(",") if o]
+    for o in ops:
+        if o not in OPS:
+            ap.error(f"unknown op: {o}")
     impl = "asyncio"
     if args.uvloop:
         import uvloop
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         impl = "uvloop"
-    for name, fn in OPS.items():
+    for name in ops:
         for _ in range(args.repeat):
-            ns = asyncio.run(fn())
+            ns = asyncio.run(OPS[name]())
             print(json.dumps({"impl": impl, "op": name, "ns_per_op": ns}), flush=True)
 
 
