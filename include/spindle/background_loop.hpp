@@ -14,6 +14,7 @@
 #include "spindle/diagnostics.hpp"
 #include "spindle/event_loop.hpp"
 #include "spindle/portal.hpp"
+#include "spindle/task.hpp"
 
 namespace spindle {
 
@@ -46,8 +47,17 @@ class background_loop {
   background_loop& operator=(const background_loop&) = delete;
 
   /// Stops the loop and joins its thread; returns the combined shutdown
-  /// report. Idempotent: later calls return the same report.
+  /// report. Idempotent: later calls return the same report. Blocks for up
+  /// to the loop's shutdown grace, so on the thread of any running loop it
+  /// throws usage_error naming that loop: there, co_await stop_async().
   loop_shutdown_report stop();
+
+  /// stop() for a task on another loop: the joining happens on a thread of
+  /// its own and the task resumes, on its loop, with the report; its loop
+  /// runs its other tasks meanwhile. Not a cancellation point (a stop once
+  /// begun is waited for: it is bounded by the shutdown grace).
+  /// Idempotent, like stop().
+  task<loop_shutdown_report> stop_async();
 
   /// The way in from other threads (copyable; outlives the loop safely).
   [[nodiscard]] spindle::portal portal() const { return *portal_; }
@@ -64,7 +74,9 @@ class background_loop {
   [[nodiscard]] std::thread::id thread_id() const noexcept { return thread_id_; }
 
  private:
+  loop_shutdown_report stop_joining();
   std::thread thread_;
+  std::thread stopper_;  // stop_async()'s; joined by the destructor
   std::thread::id thread_id_;
   event_loop* loop_ = nullptr;
   std::shared_ptr<detail::loop_remote> remote_;

@@ -4,9 +4,11 @@
 /// thread-per-core, entered through a portal per loop, stopped together
 /// with one combined report. docs/threads.md, "One loop per core".
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "spindle/background_loop.hpp"
@@ -65,13 +67,21 @@ class loop_group {
   /// The CPU loop `i` is pinned to (-1: not pinned).
   [[nodiscard]] int cpu(std::size_t i) const;
   /// Stops every loop (in parallel) and joins their threads. Idempotent:
-  /// later calls return the same report.
+  /// later calls return the same report. Blocks for up to the loops'
+  /// shutdown grace, so on the thread of any running loop it throws
+  /// usage_error naming that loop: there, co_await stop_async().
   group_shutdown_report stop();
+  /// stop() for a task on a loop outside the group: joined on a thread of
+  /// its own, the task resumes on its loop with the report. Not a
+  /// cancellation point (bounded by the shutdown grace).
+  task<group_shutdown_report> stop_async();
 
  private:
+  group_shutdown_report stop_joining();
   std::vector<std::unique_ptr<background_loop>> loops_;
   std::vector<int> cpus_;
-  bool stopped_ = false;
+  std::thread stopper_;  // stop_async()'s; joined by the destructor
+  std::atomic<bool> stopped_{false};
   group_shutdown_report report_;
 };
 

@@ -6,9 +6,44 @@
 
 #include <future>
 
+#include "spindle/cancel_scope.hpp"
 #include "spindle/detail/thread_name.hpp"
+#include "spindle/event.hpp"
+#include "stop_async.hpp"
 
 namespace spindle {
+
+namespace detail {
+
+void refuse_blocking_stop(const char* method, const std::string& what) {
+  if (event_loop* here = event_loop::current(); here != nullptr)
+    throw usage_error(std::string(method) + " called on the thread of loop '" + here->name() + "': joining " +
+                      what +
+                      " would block that loop for up to its shutdown grace; co_await stop_async() there");
+}
+
+task<void> run_on_new_thread(std::function<void()> fn, std::thread& keeper, const char* method) {
+  event_loop* here = event_loop::current();
+  if (here == nullptr)
+    throw usage_error(std::string(method) +
+                      ": await it in a task on a running loop; from a plain thread, call stop()");
+  auto done = std::make_shared<event>("stop_async");
+  auto failure = std::make_shared<std::exception_ptr>();
+  if (keeper.joinable()) keeper.join();  // an earlier call's, already finished
+  keeper = std::thread([fn = std::move(fn), remote = here->remote(), done, failure]() mutable {
+    try {
+      fn();
+    } catch (...) {
+      *failure = std::current_exception();
+    }
+    // The event is set (and, if the task is gone, dropped) on its loop.
+    remote->post(make_callback([d = std::move(done)] { d->set(); }));
+  });
+  co_await shielded(done->wait());
+  if (*failure) std::rethrow_exception(*failure);
+}
+
+}  // namespace detail
 
 background_loop::background_loop(background_loop_options opts) {
   std::promise<void> ready;
@@ -44,8 +79,10 @@ background_loop::background_loop(background_loop_options opts) {
 }
 
 background_loop::~background_loop() {
+  if (stopper_.joinable()) stopper_.join();  // a stop_async() under way ends first
   if (stopped_.load(std::memory_order_acquire)) return;
-  loop_shutdown_report r = stop();
+  // (Blocking even on a loop thread: a destructor has no other choice.)
+  loop_shutdown_report r = stop_joining();
   bool lost = !r.abandoned_tasks.empty();
   for (const auto& p : r.pools) lost = lost || p.cancelled + p.abandoned != 0;
   if (lost) {
@@ -59,6 +96,23 @@ background_loop::~background_loop() {
 }
 
 loop_shutdown_report background_loop::stop() {
+  if (stopped_.load(std::memory_order_acquire)) return report_;
+  if (std::this_thread::get_id() != thread_id_)
+    detail::refuse_blocking_stop("background_loop::stop", "loop '" + loop_->name() + "'");
+  return stop_joining();
+}
+
+task<loop_shutdown_report> background_loop::stop_async() {
+  if (stopped_.load(std::memory_order_acquire)) co_return report_;
+  if (std::this_thread::get_id() == thread_id_)
+    throw wrong_thread_error("background_loop::stop_async awaited on loop '" + loop_->name() +
+                             "''s own thread: it would wait for itself");
+  co_await detail::run_on_new_thread([this] { (void)stop_joining(); }, stopper_,
+                                     "background_loop::stop_async");
+  co_return report_;
+}
+
+loop_shutdown_report background_loop::stop_joining() {
   if (std::this_thread::get_id() == thread_id_) {
     throw wrong_thread_error("background_loop::stop called on loop '" + loop_->name() +
                              "''s own thread: it would join itself; post the request to another thread");

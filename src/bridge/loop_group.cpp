@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "spindle/error.hpp"
+#include "stop_async.hpp"
 
 namespace spindle {
 
@@ -73,8 +74,9 @@ loop_group::loop_group(loop_group_options opts) {
 }
 
 loop_group::~loop_group() {
+  if (stopper_.joinable()) stopper_.join();  // a stop_async() under way ends first
   if (stopped_) return;
-  group_shutdown_report r = stop();
+  group_shutdown_report r = stop_joining();
   bool lost = false;
   for (const auto& l : r.loops) {
     lost = lost || !l.abandoned_tasks.empty();
@@ -96,6 +98,24 @@ event_loop& loop_group::loop(std::size_t i) {
 int loop_group::cpu(std::size_t i) const { return i < cpus_.size() ? cpus_[i] : -1; }
 
 group_shutdown_report loop_group::stop() {
+  if (stopped_) return report_;
+  bool own_thread = false;
+  for (const auto& l : loops_) own_thread = own_thread || std::this_thread::get_id() == l->thread_id();
+  if (!own_thread) detail::refuse_blocking_stop("loop_group::stop", "the loop group");
+  return stop_joining();
+}
+
+task<group_shutdown_report> loop_group::stop_async() {
+  if (stopped_) co_return report_;
+  for (const auto& l : loops_)
+    if (std::this_thread::get_id() == l->thread_id())
+      throw wrong_thread_error("loop_group::stop_async awaited on the thread of loop '" + l->loop().name() +
+                               "', one of the group's own: it would wait for itself");
+  co_await detail::run_on_new_thread([this] { (void)stop_joining(); }, stopper_, "loop_group::stop_async");
+  co_return report_;
+}
+
+group_shutdown_report loop_group::stop_joining() {
   if (stopped_) return report_;
   for (const auto& l : loops_)
     if (std::this_thread::get_id() == l->thread_id())

@@ -478,7 +478,8 @@ TEST(FetchLimits, PerHostHoldsForFetchersOnSeveralLoops) {
     EXPECT_LE(counts.most, 2u) << "three fetchers of 8, one limit of 2";
     EXPECT_EQ(counts.most, 2u);
     EXPECT_EQ(limits->in_use("http://127.0.0.1:" + std::to_string(port)), 0u) << "every slot came back";
-    (void)group.stop();
+    const group_shutdown_report stopped = co_await group.stop_async();
+    EXPECT_EQ(stopped.loops.size(), group.size());
   });
 }
 

@@ -10,6 +10,8 @@
 #include <string>
 #include <thread>
 
+#include "spindle/background_loop.hpp"
+#include "spindle/cancel_scope.hpp"
 #include "spindle/event_loop.hpp"
 #include "spindle/http/client.hpp"
 #include "spindle/http/group_server.hpp"
@@ -89,6 +91,64 @@ TEST(LoopGroup, StopGivesOneCombinedReport) {
   EXPECT_EQ(r.loops[1].cancelled_by_name.at("worker-1"), 1u);
   EXPECT_NE(r.to_string().find("svc-1"), std::string::npos) << r.to_string();
   EXPECT_EQ(group.stop().loops.size(), 2u);  // idempotent
+}
+
+// Point 4 for the stops: stop() joins threads and waits up to the shutdown
+// grace, so from a task on a loop it is refused (naming that loop) and
+// stop_async() is the door: the caller's loop keeps running its other
+// tasks while the group (and a background loop) stop.
+TEST(LoopGroup, BlockingStopsRefuseALoopThreadAndStopAsyncLetsItRun) {
+  loop_group group({.loops = 2, .name = "far"});
+  background_loop bg({.loop = {.name = "bg"}});
+  for (std::size_t i = 0; i < group.size(); ++i) {
+    group.portal(i).call_sync([] {
+      // Takes 50 ms to end when cancelled: the stop has something to wait for.
+      auto slow = []() -> task<void> {
+        try {
+          co_await sleep_for(std::chrono::hours(1));
+        } catch (const cancelled_error&) {
+        }
+        co_await shielded(sleep_for(50ms));
+      };
+      event_loop::current()->spawn_detached(slow(), "slow-to-stop");
+    });
+  }
+  event_loop here({.name = "caller"});
+  here.run([&]() -> task<void> {
+    try {
+      (void)group.stop();
+      ADD_FAILURE() << "loop_group::stop() on a loop thread";
+    } catch (const usage_error& e) {
+      EXPECT_NE(std::string(e.what()).find("'caller'"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("stop_async"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW((void)bg.stop(), usage_error);
+    EXPECT_TRUE(bg.running());  // the refused stop did nothing
+    // While the group stops (at least 50 ms), this loop runs other tasks.
+    int ticks = 0;
+    auto tick = [&ticks]() -> task<void> {  // (named: it outlives the statement)
+      for (;;) {
+        co_await sleep_for(5ms);
+        ++ticks;
+      }
+    };
+    auto ticker = event_loop::current()->spawn(tick());
+    const group_shutdown_report r = co_await group.stop_async();
+    EXPECT_GT(ticks, 2) << "the caller's loop was blocked while the group stopped";
+    ticker.cancel();
+    EXPECT_EQ(r.loops.size(), 2u);
+    EXPECT_EQ(r.cancelled(), 2u);
+    if (!r.loops.empty()) {
+      EXPECT_EQ(r.loops[0].ended_completed, 1u);
+    }  // caught the cancellation, ended within the grace
+    const group_shutdown_report again = co_await group.stop_async();  // idempotent
+    EXPECT_EQ(again.loops.size(), 2u);
+    const loop_shutdown_report b = co_await bg.stop_async();
+    EXPECT_EQ(b.loop, "bg");
+    EXPECT_FALSE(bg.running());
+  }());
+  // Off any loop, the blocking form is fine (and returns the same report).
+  EXPECT_EQ(group.stop().loops.size(), 2u);
 }
 
 TEST(ReusePort, TwoListenersShareAPortOnlyWhenBothAsk) {
