@@ -49,7 +49,8 @@ class diagnostic_log {
 /// use) and rethrows what it throws.
 void run_on_small_stack(std::size_t stack_bytes, const std::function<void()>& fn);
 
-/// Number of open file descriptors of this process.
+/// Number of open file descriptors of this process (not counting files
+/// under /proc, which runtimes open for a moment).
 [[nodiscard]] std::size_t open_fd_count();
 
 }  // namespace spindle::test
