@@ -46,7 +46,7 @@ struct loop_statistics {
   std::uint64_t ready_depth = 0;       ///< entries in the ready queue now
   std::uint64_t timers = 0;            ///< timers queued now
   std::uint64_t io_registrations = 0;  ///< fds registered with the reactor now
-  std::uint64_t steps = 0;             ///< ready entries run (task resumptions and callbacks), added at each batch's end
+  std::uint64_t steps = 0;             ///< ready entries run (tasks and callbacks), counted per batch
   std::uint64_t iterations = 0;        ///< turns of the loop
   std::uint64_t polls = 0;             ///< epoll_wait calls
   std::uint64_t threadsafe_calls = 0;  ///< callbacks received through call_soon_threadsafe
