@@ -315,6 +315,13 @@ std::string lines_of_urls(const std::vector<std::string>& urls) {
   return text;
 }
 
+// urls.txt: `n` requests that each take 100 ms (a run to cut short).
+void write_slow_urls(const temp_dir& dir, counting_server& server, std::size_t n) {
+  std::vector<std::string> urls;
+  for (std::size_t i = 0; i < n; ++i) urls.push_back(server.url("/sleep/100"));
+  write_file(dir.file("urls.txt"), lines_of_urls(urls));
+}
+
 TEST(FetchLoops, EveryInputGetsOneResultAcrossTheLoops) {
   temp_dir dir;
   counting_server server;
@@ -430,9 +437,7 @@ TEST(FetchLoops, TheDeadlineCutsEveryLoopAndLosesNothing) {
   temp_dir dir;
   counting_server server;
   constexpr std::size_t n = 400;
-  std::vector<std::string> urls;
-  for (std::size_t i = 0; i < n; ++i) urls.push_back(server.url("/sleep/100"));
-  write_file(dir.file("urls.txt"), lines_of_urls(urls));
+  write_slow_urls(dir, server, n);
   // 400 × 100 ms, 8 at a time: 5 s; cut at 350 ms.
   run_result r = run(dir, {"fetch", "--urls", dir.file("urls.txt"), "--loops", "4", "-c", "8", "--deadline",
                            "350ms", "--no-progress"});
@@ -459,9 +464,7 @@ TEST(FetchLoops, SigintStopsEveryLoopAndEachInputReadHasAResult) {
   temp_dir dir;
   counting_server server;
   constexpr std::size_t n = 400;
-  std::vector<std::string> urls;
-  for (std::size_t i = 0; i < n; ++i) urls.push_back(server.url("/sleep/100"));
-  write_file(dir.file("urls.txt"), lines_of_urls(urls));
+  write_slow_urls(dir, server, n);
   const std::string out = dir.file("results.jsonl");
   pid_t pid = start(dir, {"fetch", "--urls", dir.file("urls.txt"), "--loops", "3", "-c", "12", "--out", out,
                           "--no-progress"});

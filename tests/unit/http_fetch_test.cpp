@@ -483,16 +483,6 @@ TEST(FetchLimits, PerHostHoldsForFetchersOnSeveralLoops) {
   });
 }
 
-bool is_cancelled(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const cancelled_error&) {
-    return true;
-  } catch (...) {
-  }
-  return false;
-}
-
 // Awaits `h`; true when it ended cancelled.
 task<bool> ended_cancelled(join_handle<void>& h) {
   std::exception_ptr e;
@@ -501,7 +491,7 @@ task<bool> ended_cancelled(join_handle<void>& h) {
   } catch (...) {
     e = std::current_exception();
   }
-  co_return e != nullptr&& is_cancelled(e);
+  co_return error_kind_of(e) == error_kind::cancelled;  // (a null e: error_kind::exception)
 }
 
 TEST(FetchLimits, ACancelledWaiterKeepsNoSlot) {
