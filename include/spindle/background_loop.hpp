@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "spindle/diagnostics.hpp"
 #include "spindle/event_loop.hpp"
@@ -76,7 +77,10 @@ class background_loop {
  private:
   loop_shutdown_report stop_joining();
   std::thread thread_;
-  std::thread stopper_;  // stop_async()'s; joined by the destructor
+  // stop_async()'s threads (one per call that found the loop running;
+  // concurrent calls from several loops are fine), joined by the destructor.
+  std::mutex stoppers_mutex_;
+  std::vector<std::thread> stoppers_;
   std::thread::id thread_id_;
   event_loop* loop_ = nullptr;
   std::shared_ptr<detail::loop_remote> remote_;

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -80,7 +81,10 @@ class loop_group {
   group_shutdown_report stop_joining();
   std::vector<std::unique_ptr<background_loop>> loops_;
   std::vector<int> cpus_;
-  std::thread stopper_;  // stop_async()'s; joined by the destructor
+  // stop_async()'s threads (one per call that found the loop running;
+  // concurrent calls from several loops are fine), joined by the destructor.
+  std::mutex stoppers_mutex_;
+  std::vector<std::thread> stoppers_;
   std::atomic<bool> stopped_{false};
   group_shutdown_report report_;
 };

@@ -22,15 +22,15 @@ void refuse_blocking_stop(const char* method, const std::string& what) {
                       " would block that loop for up to its shutdown grace; co_await stop_async() there");
 }
 
-task<void> run_on_new_thread(std::function<void()> fn, std::thread& keeper, const char* method) {
+task<void> run_on_new_thread(std::function<void()> fn, std::mutex& m, std::vector<std::thread>& keepers,
+                             const char* method) {
   event_loop* here = event_loop::current();
   if (here == nullptr)
     throw usage_error(std::string(method) +
                       ": await it in a task on a running loop; from a plain thread, call stop()");
   auto done = std::make_shared<event>("stop_async");
   auto failure = std::make_shared<std::exception_ptr>();
-  if (keeper.joinable()) keeper.join();  // an earlier call's, already finished
-  keeper = std::thread([fn = std::move(fn), remote = here->remote(), done, failure]() mutable {
+  std::thread t([fn = std::move(fn), remote = here->remote(), done, failure]() mutable {
     try {
       fn();
     } catch (...) {
@@ -39,8 +39,21 @@ task<void> run_on_new_thread(std::function<void()> fn, std::thread& keeper, cons
     // The event is set (and, if the task is gone, dropped) on its loop.
     remote->post(make_callback([d = std::move(done)] { d->set(); }));
   });
+  {
+    std::lock_guard lock(m);
+    keepers.push_back(std::move(t));
+  }
   co_await shielded(done->wait());
   if (*failure) std::rethrow_exception(*failure);
+}
+
+void join_all(std::mutex& m, std::vector<std::thread>& keepers) noexcept {
+  std::vector<std::thread> all;
+  {
+    std::lock_guard lock(m);
+    all.swap(keepers);
+  }
+  for (auto& t : all) t.join();
 }
 
 }  // namespace detail
@@ -79,7 +92,7 @@ background_loop::background_loop(background_loop_options opts) {
 }
 
 background_loop::~background_loop() {
-  if (stopper_.joinable()) stopper_.join();  // a stop_async() under way ends first
+  detail::join_all(stoppers_mutex_, stoppers_);  // a stop_async() under way ends first
   if (stopped_.load(std::memory_order_acquire)) return;
   // (Blocking even on a loop thread: a destructor has no other choice.)
   loop_shutdown_report r = stop_joining();
@@ -107,7 +120,7 @@ task<loop_shutdown_report> background_loop::stop_async() {
   if (std::this_thread::get_id() == thread_id_)
     throw wrong_thread_error("background_loop::stop_async awaited on loop '" + loop_->name() +
                              "''s own thread: it would wait for itself");
-  co_await detail::run_on_new_thread([this] { (void)stop_joining(); }, stopper_,
+  co_await detail::run_on_new_thread([this] { (void)stop_joining(); }, stoppers_mutex_, stoppers_,
                                      "background_loop::stop_async");
   co_return report_;
 }

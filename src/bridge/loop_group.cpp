@@ -74,7 +74,7 @@ loop_group::loop_group(loop_group_options opts) {
 }
 
 loop_group::~loop_group() {
-  if (stopper_.joinable()) stopper_.join();  // a stop_async() under way ends first
+  detail::join_all(stoppers_mutex_, stoppers_);  // a stop_async() under way ends first
   if (stopped_) return;
   group_shutdown_report r = stop_joining();
   bool lost = false;
@@ -111,7 +111,8 @@ task<group_shutdown_report> loop_group::stop_async() {
     if (std::this_thread::get_id() == l->thread_id())
       throw wrong_thread_error("loop_group::stop_async awaited on the thread of loop '" + l->loop().name() +
                                "', one of the group's own: it would wait for itself");
-  co_await detail::run_on_new_thread([this] { (void)stop_joining(); }, stopper_, "loop_group::stop_async");
+  co_await detail::run_on_new_thread([this] { (void)stop_joining(); }, stoppers_mutex_, stoppers_,
+                                     "loop_group::stop_async");
   co_return report_;
 }
 

@@ -4,8 +4,10 @@
 // own while the awaiting task's loop goes on.
 
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "spindle/task.hpp"
 
@@ -15,9 +17,14 @@ namespace spindle::detail {
 /// stop() would join, for the message).
 void refuse_blocking_stop(const char* method, const std::string& what);
 
-/// Runs `fn` on a new thread kept in `keeper` (joined later by its owner)
-/// and resumes the awaiting task on its own loop once `fn` has returned,
-/// rethrowing what it threw. The wait is shielded from cancellation.
-task<void> run_on_new_thread(std::function<void()> fn, std::thread& keeper, const char* method);
+/// Runs `fn` on a new thread, added to `keepers` under `m` (the owner's
+/// destructor joins them all), and resumes the awaiting task on its own
+/// loop once `fn` has returned, rethrowing what it threw. The wait is
+/// shielded from cancellation.
+task<void> run_on_new_thread(std::function<void()> fn, std::mutex& m, std::vector<std::thread>& keepers,
+                             const char* method);
+
+/// Joins every thread of `keepers` (taken under `m`).
+void join_all(std::mutex& m, std::vector<std::thread>& keepers) noexcept;
 
 }  // namespace spindle::detail
