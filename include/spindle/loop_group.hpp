@@ -85,6 +85,7 @@ class loop_group {
   // concurrent calls from several loops are fine), joined by the destructor.
   std::mutex stoppers_mutex_;
   std::vector<std::thread> stoppers_;
+  std::mutex stop_mutex_;  // the stop itself, once
   std::atomic<bool> stopped_{false};
   group_shutdown_report report_;
 };

@@ -117,6 +117,7 @@ task<group_shutdown_report> loop_group::stop_async() {
 }
 
 group_shutdown_report loop_group::stop_joining() {
+  std::lock_guard lock(stop_mutex_);  // stop_async() callers on several loops: one stops, all get the report
   if (stopped_) return report_;
   for (const auto& l : loops_)
     if (std::this_thread::get_id() == l->thread_id())

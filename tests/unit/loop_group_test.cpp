@@ -151,6 +151,27 @@ TEST(LoopGroup, BlockingStopsRefuseALoopThreadAndStopAsyncLetsItRun) {
   EXPECT_EQ(group.stop().loops.size(), 2u);
 }
 
+// Two loops awaiting the same group's stop_async() at once: one stop, the
+// same report for both, every thread joined (TSan checks the sharing).
+TEST(LoopGroup, StopAsyncFromTwoLoopsAtOnce) {
+  loop_group group({.loops = 2, .name = "shared"});
+  std::size_t seen[2] = {0, 0};
+  std::vector<std::thread> callers;
+  for (int k = 0; k < 2; ++k) {
+    callers.emplace_back([&group, &seen, k] {
+      event_loop here({.name = "caller-" + std::to_string(k)});
+      here.run([&]() -> task<void> {
+        const group_shutdown_report r = co_await group.stop_async();
+        seen[k] = r.loops.size();
+      }());
+    });
+  }
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(seen[0], 2u);
+  EXPECT_EQ(seen[1], 2u);
+  EXPECT_EQ(group.stop().loops.size(), 2u);
+}
+
 TEST(ReusePort, TwoListenersShareAPortOnlyWhenBothAsk) {
   event_loop loop;
   auto main = [&]() -> task<void> {
