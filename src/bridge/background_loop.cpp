@@ -6,57 +6,10 @@
 
 #include <future>
 
-#include "spindle/cancel_scope.hpp"
+#include "doors.hpp"
 #include "spindle/detail/thread_name.hpp"
-#include "spindle/event.hpp"
-#include "stop_async.hpp"
 
 namespace spindle {
-
-namespace detail {
-
-void refuse_blocking_stop(const char* method, const std::string& what) {
-  if (event_loop* here = event_loop::current(); here != nullptr)
-    throw usage_error(std::string(method) + " called on the thread of loop '" + here->name() + "': joining " +
-                      what +
-                      " would block that loop for up to its shutdown grace; co_await stop_async() there");
-}
-
-task<void> run_on_new_thread(std::function<void()> fn, std::mutex& m, std::vector<std::thread>& keepers,
-                             const char* method) {
-  event_loop* here = event_loop::current();
-  if (here == nullptr)
-    throw usage_error(std::string(method) +
-                      ": await it in a task on a running loop; from a plain thread, call stop()");
-  auto done = std::make_shared<event>("stop_async");
-  auto failure = std::make_shared<std::exception_ptr>();
-  std::thread t([fn = std::move(fn), remote = here->remote(), done, failure]() mutable {
-    try {
-      fn();
-    } catch (...) {
-      *failure = std::current_exception();
-    }
-    // The event is set (and, if the task is gone, dropped) on its loop.
-    remote->post(make_callback([d = std::move(done)] { d->set(); }));
-  });
-  {
-    std::lock_guard lock(m);
-    keepers.push_back(std::move(t));
-  }
-  co_await shielded(done->wait());
-  if (*failure) std::rethrow_exception(*failure);
-}
-
-void join_all(std::mutex& m, std::vector<std::thread>& keepers) noexcept {
-  std::vector<std::thread> all;
-  {
-    std::lock_guard lock(m);
-    all.swap(keepers);
-  }
-  for (auto& t : all) t.join();
-}
-
-}  // namespace detail
 
 background_loop::background_loop(background_loop_options opts) {
   std::promise<void> ready;
@@ -111,7 +64,9 @@ background_loop::~background_loop() {
 loop_shutdown_report background_loop::stop() {
   if (stopped_.load(std::memory_order_acquire)) return report_;
   if (std::this_thread::get_id() != thread_id_)
-    detail::refuse_blocking_stop("background_loop::stop", "loop '" + loop_->name() + "'");
+    detail::refuse_any_loop_thread("background_loop::stop",
+                                   "loop '" + loop_->name() + "' stops (up to its shutdown grace)",
+                                   "co_await stop_async()");
   return stop_joining();
 }
 

@@ -8,8 +8,8 @@
 #include <cstdio>
 #include <thread>
 
+#include "doors.hpp"
 #include "spindle/error.hpp"
-#include "stop_async.hpp"
 
 namespace spindle {
 
@@ -101,7 +101,9 @@ group_shutdown_report loop_group::stop() {
   if (stopped_) return report_;
   bool own_thread = false;
   for (const auto& l : loops_) own_thread = own_thread || std::this_thread::get_id() == l->thread_id();
-  if (!own_thread) detail::refuse_blocking_stop("loop_group::stop", "the loop group");
+  if (!own_thread)
+    detail::refuse_any_loop_thread("loop_group::stop", "the group's loops stop (up to their shutdown grace)",
+                                   "co_await stop_async()");
   return stop_joining();
 }
 

@@ -11,6 +11,7 @@
 #include <climits>
 #include <ctime>
 
+#include "doors.hpp"
 #include "spindle/detail/thread_name.hpp"
 
 namespace spindle::detail {
@@ -152,13 +153,8 @@ void portal_state::check_not_loop_thread(const char* method) const {
                              describe_current_thread() +
                              "): it would block the loop it waits for; co_await the task instead");
   }
-  // Any other loop's thread: blocking it freezes every task of that loop
-  // (the trap of the seeds: one loop frozen by a call into another).
-  if (const event_loop* running = event_loop::current(); running != nullptr) {
-    throw usage_error(std::string(method) + " called on the thread of loop '" + running->name() + "' (" +
-                      describe_current_thread() + "): it would block that loop while loop '" + loop_name_ +
-                      "' works; from a task, co_await submit_to(portal, make_task) instead");
-  }
+  refuse_any_loop_thread(method, "loop '" + loop_name_ + "' works",
+                         "from a task, co_await submit_to(portal, make_task)");
 }
 
 portal_statistics portal_state::statistics() const noexcept {

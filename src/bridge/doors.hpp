@@ -1,11 +1,13 @@
 #pragma once
-// Shared by background_loop and loop_group: their blocking stop() refuses
-// the thread of any running loop, and stop_async() joins on a thread of its
-// own while the awaiting task's loop goes on.
+// The bridge's doors (doors.cpp): a blocking entry point (the portal's
+// calls, background_loop::stop, loop_group::stop) refuses the thread of any
+// running loop and names the non-blocking door; stop_async() joins on a
+// thread of its own while the awaiting task's loop goes on.
 
 #include <functional>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -13,9 +15,9 @@
 
 namespace spindle::detail {
 
-/// Throws usage_error when the calling thread runs a loop (`what` is what
-/// stop() would join, for the message).
-void refuse_blocking_stop(const char* method, const std::string& what);
+/// Throws usage_error when the calling thread runs a loop: `method` would
+/// block it while `what` happens; `door` is the way that does not block.
+void refuse_any_loop_thread(const char* method, std::string_view what, std::string_view door);
 
 /// Runs `fn` on a new thread, added to `keepers` under `m` (the owner's
 /// destructor joins them all), and resumes the awaiting task on its own
