@@ -86,14 +86,7 @@ task_node& current_task(const char* what) {
 }
 
 bool is_cancellation(const std::exception_ptr& e) noexcept {
-  if (!e) return false;
-  try {
-    std::rethrow_exception(e);
-  } catch (const cancelled_error&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
+  return error_kind_of(e) == error_kind::cancelled;  // (null: error_kind::exception)
 }
 
 }  // namespace detail
